@@ -1,0 +1,35 @@
+"""One exception family for everything a user can get wrong or lack.
+
+The CLI catches :class:`AttnExportError`, prints its message on one line and exits with
+its ``exit_code``; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_VERIFICATION_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+
+
+class AttnExportError(Exception):
+    """Base class of user-facing errors."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(AttnExportError):
+    """Bad arguments or input files: unknown names, bad shapes, bad weights, ..."""
+
+    exit_code = EXIT_USAGE
+
+
+class VerificationError(AttnExportError):
+    """The artifact was produced but does not verify (mismatch, NaN, unparseable graph)."""
+
+    exit_code = EXIT_VERIFICATION_FAILED
+
+
+class EnvironmentMissingError(AttnExportError):
+    """A runtime the command needs is not installed or has no device (TensorRT, CUDA)."""
+
+    exit_code = EXIT_ENVIRONMENT
