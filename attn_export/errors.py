@@ -33,3 +33,9 @@ class EnvironmentMissingError(AttnExportError):
     """A runtime the command needs is not installed or has no device (TensorRT, CUDA)."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, for one-line user-facing errors."""
+    lines = str(error).strip().splitlines()
+    return (lines[0][:limit] if lines else "") or type(error).__name__

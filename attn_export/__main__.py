@@ -1,0 +1,6 @@
+"""``python -m attn_export`` = ``attn-export``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,263 @@
+"""The ``attn-export`` command line.
+
+Usage errors print one line and exit 2; verification failures exit 1; a missing runtime
+(TensorRT, CUDA) exits 3. Only bugs produce tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence
+
+from .errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VERIFICATION_FAILED,
+    AttnExportError,
+    UsageError,
+)
+from .parsing import parse_assignment, parse_shape
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}  passed
+  {EXIT_VERIFICATION_FAILED}  verification failed (a mismatch, NaN/Inf, a graph TensorRT would not parse)
+  {EXIT_USAGE}  usage or input error (unknown module, bad --shape/--set/--weights/--out, ...)
+  {EXIT_ENVIRONMENT}  environment missing (TensorRT or CUDA absent for --trt)
+"""
+
+COMMANDS_HELP = """commands:
+  attn-export NAME [options]        export NAME (a registry name or package.module:factory) and verify it
+  attn-export list [PATTERN] [--json]
+  attn-export info NAME
+  attn-export check FILE.onnx [--json]   predict TensorRT's ONNX parser verdict, node by node
+  attn-export all [--out DIR] [--trt] [--fp16]   export and verify every registered module
+  attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep]   eager vs ONNX Runtime
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line through :class:`UsageError`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Parser:
+    parser = _Parser(
+        prog=prog,
+        description="Export an attention module to a simplified ONNX graph (and a TensorRT engine) and verify it against PyTorch.",
+        epilog=COMMANDS_HELP + "\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if require_name:
+        parser.add_argument("name", help="registry name (see `attn-export list`) or package.module:attribute")
+    parser.add_argument("--shape", action="append", default=[], metavar="1,512,7,7",
+                        help="input shape; once per forward input (once for a multi-input module = the same for each)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                        help="constructor keyword; VALUE is JSON or a Python literal (kernels=[1,3], reconstruct=true)")
+    parser.add_argument("--weights", type=Path, help="state dict to load with strict=True (.safetensors, .pt, .pth)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: ./attn_export_out)")
+    parser.add_argument("--opset", type=_int, default=None, help="ONNX opset (default 17; supported 9-20)")
+    parser.add_argument("--atol", type=_float, default=None, help="absolute tolerance (default 1e-4 or the module's)")
+    parser.add_argument("--rtol", type=_float, default=None, help="relative tolerance (default 1e-4 or the module's)")
+    parser.add_argument("--seed", type=_int, default=0, help="seed of the random inputs and initial weights (default 0)")
+    parser.add_argument("--trt", action="store_true", help="also build a TensorRT engine and verify it (needs tensorrt + CUDA)")
+    parser.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (float16 inside, float32 at the edges)")
+    parser.add_argument("--nhwc", action="store_true", help="channel-last graph inputs/outputs; --shape is then given as B,H,W,C")
+    return parser
+
+
+def _options(args: argparse.Namespace):
+    # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
+    shapes = [parse_shape(s) for s in args.shape]
+    kwargs: Dict[str, object] = dict(parse_assignment(text) for text in args.assignments)
+
+    from .export import DEFAULT_OPSET
+    from .pipeline import DEFAULT_OUT_DIR, ExportOptions
+
+    return ExportOptions(
+        shapes=shapes,
+        kwargs=kwargs,
+        weights=args.weights,
+        out_dir=args.out if args.out is not None else DEFAULT_OUT_DIR,
+        opset=args.opset if args.opset is not None else DEFAULT_OPSET,
+        atol=args.atol,
+        rtol=args.rtol,
+        trt=args.trt,
+        fp16=args.fp16,
+        seed=args.seed,
+        nhwc=args.nhwc,
+    )
+
+
+def cmd_export(argv: Sequence[str]) -> int:
+    from .pipeline import run_export
+
+    args = _export_parser().parse_args(argv)
+    options = _options(args)
+    print(f"attn-export {args.name}")
+    try:
+        result = run_export(args.name, options)
+    except AttnExportError as error:
+        if error.exit_code != EXIT_USAGE:
+            print(f"FAILED {args.name}: {error}")
+            raise _Reported(error.exit_code) from None
+        raise
+    print(f"PASSED {result.name}: {result.onnx_path} and {result.manifest_path}")
+    return EXIT_OK
+
+
+def cmd_list(argv: Sequence[str]) -> int:
+    import modules
+
+    parser = _Parser(prog="attn-export list", description="List the registered modules.")
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'self*'")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, class, shapes, kwargs, paper}")
+    args = parser.parse_args(argv)
+    specs = [modules.get_spec(n) for n in modules.list_modules(args.pattern)]
+    if args.json:
+        rows = [{"name": s.name, "class": s.class_name, "shapes": [list(x) for x in s.shapes], "kwargs": s.kwargs,
+                 "paper": s.paper, "url": s.url} for s in specs]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for spec in specs:
+        shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
+        print(f"{spec.name:<28} {spec.class_name:<36} {shapes}")
+    print(f"{len(specs)} modules")
+    return EXIT_OK
+
+
+def cmd_info(argv: Sequence[str]) -> int:
+    import inspect
+
+    from .target import resolve_target
+
+    parser = _Parser(prog="attn-export info", description="Show one module's defaults, paper and constructor.")
+    parser.add_argument("name")
+    args = parser.parse_args(argv)
+    target = resolve_target(args.name)
+    print(f"name:      {target.name}")
+    print(f"class:     {target.factory.__name__}  ({target.factory.__module__})")
+    if target.paper:
+        print(f"paper:     {target.paper}")
+    print(f"kwargs:    {json.dumps(target.default_kwargs)}")
+    if target.default_shapes:
+        print(f"shapes:    {' '.join(','.join(map(str, s)) for s in target.default_shapes)}")
+    print(f"signature: {target.factory.__name__}{inspect.signature(target.factory)}")
+    if target.atol is not None or target.rtol is not None:
+        print(f"tolerance: atol {target.atol}, rtol {target.rtol}")
+    return EXIT_OK
+
+
+def cmd_check(argv: Sequence[str]) -> int:
+    from .trt_check import check_model, format_report
+
+    parser = _Parser(prog="attn-export check", description="Predict TensorRT's ONNX parser verdict, node by node.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = check_model(args.file)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return EXIT_OK if report.passed else EXIT_VERIFICATION_FAILED
+
+
+def cmd_all(argv: Sequence[str]) -> int:
+    from .report import run_all
+
+    parser = _Parser(prog="attn-export all", description="Export and verify every registered module; write report.{json,md,png}.")
+    parser.add_argument("--out", type=Path, default=Path("attn_export_out"))
+    parser.add_argument("--trt", action="store_true")
+    parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--pattern", default="*", help="only modules matching this shell-style pattern")
+    args = parser.parse_args(argv)
+    from .pipeline import prepare_out_dir
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
+    prepare_out_dir(args.out)
+    return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=args.pattern, progress=sys.stderr.isatty())
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    import os
+
+    import modules
+
+    from .bench import run_bench
+
+    parser = _Parser(prog="attn-export bench", description="Time PyTorch eager vs ONNX Runtime side by side; print ratios.")
+    parser.add_argument("names", nargs="*", help="registry names (default with --all: every module)")
+    parser.add_argument("--all", action="store_true", help="every registered module")
+    parser.add_argument("--threads", type=_int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--plot", type=Path, help="write a PNG chart")
+    parser.add_argument("--sweep", action="store_true", help="also measure cost growth with input size")
+    args = parser.parse_args(argv)
+    if not args.names and not args.all:
+        raise UsageError("name the modules to benchmark, or give --all")
+    for name in args.names:
+        try:
+            modules.get_spec(name)
+        except modules.UnknownModuleError as error:
+            raise UsageError(str(error)) from None
+    names = modules.list_modules() if args.all else args.names
+    run_bench(names, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty())
+    return EXIT_OK
+
+
+COMMANDS: Dict[str, Callable[[Sequence[str]], int]] = {
+    "bench": cmd_bench,
+    "list": cmd_list,
+    "info": cmd_info,
+    "check": cmd_check,
+    "all": cmd_all,
+}
+
+
+class _Reported(Exception):
+    """The failure was already printed; exit with this code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .atomic import sigterm_as_interrupt
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        with sigterm_as_interrupt():
+            if command is not None:
+                return command(argv[1:])
+            return cmd_export(argv)
+    except _Reported as reported:
+        return reported.code
+    except AttnExportError as error:
+        print(f"attn-export: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("attn-export: interrupted; previous artifacts left as they were", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``--nhwc``: a graph that takes and returns channel-last tensors.
+
+TensorFlow and TFLite deployments keep activations as (B, H, W, C). The adapter permutes
+each input to PyTorch's (B, C, H, W), runs the module and permutes 4-D outputs back, so
+the exported graph's edges are channel-last while the module stays as written.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+Shape = Tuple[int, ...]
+
+
+class ChannelsLastAdapter(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor):
+        nchw = [x.permute(0, 3, 1, 2) for x in inputs]  # (B, H, W, C) -> (B, C, H, W)
+        out = self.module(*nchw)
+        if isinstance(out, (tuple, list)):
+            return tuple(self._back(o) for o in out)
+        return self._back(out)
+
+    @staticmethod
+    def _back(out: torch.Tensor) -> torch.Tensor:
+        return out.permute(0, 2, 3, 1) if out.dim() == 4 else out  # (B, C, H, W) -> (B, H, W, C)
+
+
+def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> List[Shape]:
+    bad = [s for s in shapes if len(s) != 4]
+    if bad:
+        raise UsageError(
+            f"--nhwc takes four-dimensional (B, H, W, C) inputs only; {name} input shape "
+            f"{','.join(map(str, bad[0]))} has rank {len(bad[0])}"
+        )
+    return list(shapes)

@@ -1,0 +1,59 @@
+"""Parsers for the command line's ``--shape`` and ``--set`` values."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any, Tuple
+
+from .errors import UsageError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_DIM = 1 << 20  # a sanity bound; no attention block takes a million-wide axis
+# JSON spellings that Python's literal syntax lacks.
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
+def parse_shape(text: str) -> Tuple[int, ...]:
+    """``"1,512,7,7"`` (also ``1x512x7x7`` or ``[1, 512, 7, 7]``) -> ``(1, 512, 7, 7)``."""
+    body = text.strip().strip("[]()")
+    parts = [p.strip() for p in re.split(r"[,x×]", body)] if body else []
+    if not parts or any(p == "" for p in parts):
+        raise UsageError(f"--shape {text!r}: expected comma-separated positive integers, e.g. 1,512,7,7")
+    dims = []
+    for part in parts:
+        if not re.fullmatch(r"[+-]?\d+", part):
+            raise UsageError(f"--shape {text!r}: {part!r} is not an integer; expected e.g. 1,512,7,7")
+        value = int(part)
+        if value <= 0:
+            raise UsageError(f"--shape {text!r}: dimensions must be positive, got {value}")
+        if value > MAX_DIM:
+            raise UsageError(f"--shape {text!r}: dimension {value} is larger than {MAX_DIM}")
+        dims.append(value)
+    return tuple(dims)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON or a Python literal; anything else stays a string."""
+    stripped = text.strip()
+    if stripped in _JSON_WORDS:
+        return _JSON_WORDS[stripped]
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return stripped
+
+
+def parse_assignment(text: str) -> Tuple[str, Any]:
+    """``"kernels=[1,3]"`` -> ``("kernels", [1, 3])``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not _NAME.match(key):
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE with a Python identifier as KEY, e.g. reduction=8")
+    if value.strip() == "":
+        raise UsageError(f"--set {text!r}: the value is empty")
+    return key, parse_value(value)

@@ -1,0 +1,155 @@
+"""``attn-export all``: export and verify the whole zoo and write report.json, report.md, report.png.
+
+One row per module and backend/precision. Cells that need hardware this host lacks say so
+("not run: no GPU") instead of disappearing, so a CPU report and a GPU report line up.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import modules
+
+from .atomic import atomic_write
+from .bench import time_side_by_side
+from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, AttnExportError
+from .pipeline import ExportOptions, run_export
+
+BACKENDS = ("torch", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16")
+
+
+def _gpu_note(trt: bool) -> Dict[str, str]:
+    """Why each GPU cell is empty on this host, or {} where it will be filled."""
+    import onnxruntime
+
+    from .backends.tensorrt import tensorrt_unavailable_reason
+
+    import torch
+
+    notes: Dict[str, str] = {}
+    has_gpu = torch.cuda.is_available()
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        notes["onnxruntime-cuda"] = "not run: no GPU" if not has_gpu else "not run: onnxruntime-gpu not installed"
+    reason = tensorrt_unavailable_reason()
+    for precision in ("tensorrt-fp32", "tensorrt-fp16"):
+        if reason is not None:
+            notes[precision] = "not run: no GPU" if not has_gpu else f"not run: {reason}"
+        elif not trt:
+            notes[precision] = "not run: --trt not given"
+    return notes
+
+
+def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_notes: Dict[str, str]) -> List[Dict[str, Any]]:
+    functions = {"torch": lambda: runners["torch"].run(runners["feeds"]),
+                 "onnxruntime-cpu": lambda: runners["onnxruntime"].run(runners["feeds"])}
+    latency = time_side_by_side(functions, rounds=2)
+    nodes = f"{manifest['onnx']['nodes_exported']} -> {manifest['onnx']['nodes_simplified']}"
+    checks = {c["backend"]: c for c in manifest["checks"]}
+    rows = [{"module": name, "backend": "torch", "status": "reference", "latency_ms": latency["torch"].median_ms}]
+    for backend in BACKENDS[1:]:
+        row: Dict[str, Any] = {"module": name, "backend": backend}
+        check = checks.get(backend)
+        if check is not None:
+            row.update(status="passed" if check["passed"] else "FAILED", max_abs_err=check["max_abs_err"],
+                       max_rel_err=check["max_rel_err"], nodes=nodes)
+            if backend == "onnxruntime-cpu":
+                row["latency_ms"] = latency["onnxruntime-cpu"].median_ms
+                row["speedup_vs_torch"] = latency["torch"].median_ms / latency["onnxruntime-cpu"].median_ms
+        else:
+            row["status"] = gpu_notes.get(backend, "not run")
+        rows.append(row)
+    return rows
+
+
+def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str = "*",
+            report=print, progress: bool = True) -> int:
+    names = modules.list_modules(pattern)
+    gpu_notes = _gpu_note(trt)
+    rows: List[Dict[str, Any]] = []
+    failures: Dict[str, str] = {}
+    worst = EXIT_OK
+    started = time.perf_counter()
+    for name in _iterate(names, progress):
+        try:
+            result = run_export(name, ExportOptions(out_dir=out_dir, trt=trt, fp16=fp16), report=lambda line: None)
+            rows.extend(_rows_for(name, result.manifest, result.runners, gpu_notes))
+            report(f"PASSED {name}")
+        except AttnExportError as error:
+            failures[name] = str(error)
+            worst = max(worst, error.exit_code)
+            rows.append({"module": name, "backend": "onnxruntime-cpu", "status": "FAILED", "error": str(error)})
+            report(f"FAILED {name}: {error}")
+    seconds = time.perf_counter() - started
+    summary = {"modules": len(names), "passed": len(names) - len(failures), "failed": sorted(failures),
+               "seconds": round(seconds, 1), "trt": trt, "fp16": fp16}
+    _write_reports(out_dir, rows, summary)
+    report(f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; reports in {out_dir}/report.{{json,md,png}}")
+    if not failures:
+        return EXIT_OK
+    return EXIT_VERIFICATION_FAILED if worst == EXIT_USAGE else worst
+
+
+def _iterate(names: Sequence[str], progress: bool):
+    if not progress:
+        yield from names
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("export", total=len(names))
+        for name in names:
+            bar.update(task, description=f"export {name}")
+            yield name
+            bar.advance(task)
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> None:
+    atomic_write(out_dir / "report.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "# attn-export zoo report",
+        "",
+        f"{summary['passed']}/{summary['modules']} modules passed in {summary['seconds']} s.",
+        "",
+        "| module | backend | status | max abs err | max rel err | latency ms | vs torch | nodes (exported -> simplified) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['module']} | {r['backend']} | {r['status']}{': ' + r['error'][:120] if r.get('error') else ''} | {_fmt(r.get('max_abs_err'), '.2e')} | "
+            f"{_fmt(r.get('max_rel_err'), '.2e')} | {_fmt(r.get('latency_ms'), '.3f')} | "
+            f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | {r.get('nodes', '')} |"
+        )
+    atomic_write(out_dir / "report.md", "\n".join(lines) + "\n")
+    _plot(out_dir / "report.png", rows)
+
+
+def _plot(path: Path, rows: List[Dict[str, Any]]) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return  # report.png needs the `bench` extra; json and md are always written
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = sorted({r["module"] for r in rows})
+    status_colour = {"passed": 2, "reference": 3, "FAILED": 0}
+    grid = np.array([[status_colour.get(next((r["status"] for r in rows if r["module"] == n and r["backend"] == b), ""), 1)
+                      for b in BACKENDS] for n in names])
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(names) + 1.5))
+    colours = matplotlib.colors.ListedColormap(["tab:red", "lightgrey", "tab:green", "tab:blue"])
+    ax.imshow(grid, cmap=colours, vmin=0, vmax=3, aspect="auto")
+    ax.set_xticks(range(len(BACKENDS)), BACKENDS, rotation=20)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title("green passed, red failed, grey not run (no GPU / not requested), blue reference")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

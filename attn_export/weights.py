@@ -1,0 +1,110 @@
+"""Load a user's trained weights without running any code from the file.
+
+``.safetensors`` files hold only tensors. ``.pt``/``.pth``/``.bin`` state dicts are read
+with ``torch.load(weights_only=True)``, whose unpickler only rebuilds tensors and plain
+containers and refuses anything else, so a file that would run code when unpickled is
+rejected before any of it runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Dict, Mapping
+
+import torch
+from torch import nn
+
+from .errors import UsageError, first_line
+
+SAFETENSORS_SUFFIXES = {".safetensors"}
+# Checkpoints often wrap the state dict; accept the usual wrappers.
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+    if not path.exists():
+        raise UsageError(f"weights file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"weights path {str(path)!r} is not a file")
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise UsageError(f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})") from None
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch wraps every weights-only refusal in one long message; the GLOBAL line names
+        # what the file tried to import (code), anything else is a damaged file.
+        globals_line = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if globals_line is None:
+            raise UsageError(f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict") from None
+        raise UsageError(
+            f"refused weights {str(path)!r}: it holds pickled objects other than tensors, which could run code"
+            f" when loaded ({globals_line.strip()}); save a plain state_dict or a .safetensors file"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as error:
+        raise UsageError(
+            f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict ({first_line(error)})"
+        ) from None
+    return _unwrap(loaded, path)
+
+
+def _unwrap(loaded: object, path: Path) -> Dict[str, torch.Tensor]:
+    if isinstance(loaded, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(loaded.get(key), Mapping):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise UsageError(f"weights {str(path)!r} do not hold a state dict (a mapping of names to tensors)")
+    return dict(loaded)
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``module`` with ``strict=True``, explaining every mismatch in one line."""
+    state = read_state_dict(path)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_clip(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_clip(unexpected)}")
+        raise UsageError(
+            f"weights {str(path)!r} do not fit {type(module).__name__}: {'; '.join(parts)}"
+            " (weights of another module, or other constructor arguments: see --set)"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise UsageError(
+            f"weights {str(path)!r} have the wrong shapes for {type(module).__name__}: {_clip(wrong)}"
+            " (file vs module; other constructor arguments? see --set)"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _clip(items: list, limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -1,0 +1,217 @@
+"""ACmix: a mix of self-attention and convolution sharing the 1x1 projections.
+
+Pan et al., "On the Integration of Self-Attention and Convolution", CVPR 2022,
+https://arxiv.org/abs/2111.14556
+
+Three 1x1 convs give q, k, v. The attention path does local multi-head attention over a
+``kernel_att`` x ``kernel_att`` window (reflection padded) with a relative position
+encoding; the convolution path mixes the q/k/v heads with a 1x1 ``fc`` into
+``kernel_conv**2`` maps per head channel and applies the grouped ``dep_conv`` (initialised to
+the shift kernels). Output: ``rate1 * attention + rate2 * convolution``. Same class name,
+constructor keywords and ``state_dict`` keys as External-Attention-pytorch's ``ACmix.py``
+(``dep_conv`` has no bias there either: its ``reset_parameters`` sets it to ``None``).
+
+What differs from the reference, and why (same outputs):
+
+- The reference gathers each window with ``ReflectionPad2d`` + ``nn.Unfold`` three times (k,
+  v and the position map), which exports to long Gather/Concat chains and materialises
+  ``kernel_att**2`` copies of k and v. Here the window attention is rewritten as dense
+  attention over all positions with a constant additive bias: a window that reflects at the
+  border visits some positions twice and misses others, so ``log(visits)`` (``-inf`` for
+  missed positions) on the logits gives exactly the window softmax. Logits are
+  ``q . (k - pe)``: the ``q . pe_query`` term of the reference is the same for every key
+  and cancels in the softmax. This is two MatMuls, an Add and a Softmax per call. For
+  large maps (more than ``dense_max_positions`` positions) a gathered-window path is used
+  instead, so memory stays linear in the map size.
+- The position map is built from a constant grid and mapped by ``conv_p``'s weights with a
+  MatMul (the reference's traced ``linspace`` exports in float64, which ORT cannot run).
+- q, k, v come from one 1x1 conv over the concatenated weights, and ``fc`` is a MatMul over
+  the (q|k|v, head) axis, which is already contiguous in that layout.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._registry import register_module
+
+
+def position(h: int, w: int) -> torch.Tensor:
+    """The reference's (1, 2, h, w) grid: channel 0 runs over the width, 1 over the height."""
+    loc_w = np.broadcast_to(np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :], (h, w))
+    loc_h = np.broadcast_to(np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None], (h, w))
+    return torch.from_numpy(np.stack([loc_w, loc_h])[None].copy())
+
+
+def _reflect(t: np.ndarray, n: int) -> np.ndarray:
+    """Index into a length-n axis after reflection padding (edge not repeated)."""
+    t = np.abs(t)
+    return np.where(t > n - 1, 2 * (n - 1) - t, t)
+
+
+def _window_sources(n: int, n_out: int, kernel: int, pad: int, stride: int) -> np.ndarray:
+    """(n_out, kernel) source index of each window tap along one axis."""
+    t = np.arange(n_out)[:, None] * stride + np.arange(kernel)[None, :] - pad
+    return _reflect(t, n)
+
+
+def _window_bias(h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int) -> torch.Tensor:
+    """(ho*wo, h*w) log of how often each position falls in each query's window (-inf: never)."""
+    counts = []
+    for n, n_out in ((h, ho), (w, wo)):
+        src = _window_sources(n, n_out, kernel, pad, stride)
+        c = np.zeros((n_out, n))
+        np.add.at(c, (np.repeat(np.arange(n_out), kernel), src.reshape(-1)), 1.0)
+        counts.append(c)
+    visits = np.einsum("ai,bj->abij", counts[0], counts[1]).reshape(ho * wo, h * w)
+    with np.errstate(divide="ignore"):
+        return torch.from_numpy(np.log(visits).astype(np.float32))
+
+
+def _window_index(h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int) -> torch.Tensor:
+    """(ho*wo*kernel*kernel,) flat source position of every window tap, query-major."""
+    si = _window_sources(h, ho, kernel, pad, stride)  # (ho, k)
+    sj = _window_sources(w, wo, kernel, pad, stride)  # (wo, k)
+    flat = si[:, None, :, None] * w + sj[None, :, None, :]  # (ho, wo, k, k)
+    return torch.from_numpy(flat.reshape(-1).astype(np.int64))
+
+
+def init_rate_half(tensor: torch.Tensor) -> None:
+    if tensor is not None:
+        tensor.data.fill_(0.5)
+
+
+@register_module(
+    "acmix",
+    kwargs=dict(in_planes=256, out_planes=256),
+    shapes=[(1, 256, 7, 7)],
+    paper="On the Integration of Self-Attention and Convolution",
+    url="https://arxiv.org/abs/2111.14556",
+)
+class ACmix(nn.Module):
+    # Above this many positions the dense (positions x positions) logits get large; use windows.
+    dense_max_positions = 1024
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        kernel_att: int = 7,
+        head: int = 4,
+        kernel_conv: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        self.in_planes = in_planes
+        self.out_planes = out_planes
+        self.head = head
+        self.kernel_att = kernel_att
+        self.kernel_conv = kernel_conv
+        self.stride = stride
+        self.dilation = dilation
+        self.rate1 = nn.Parameter(torch.empty(1))
+        self.rate2 = nn.Parameter(torch.empty(1))
+        self.head_dim = out_planes // head
+
+        self.conv1 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv2 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
+        self.conv_p = nn.Conv2d(2, self.head_dim, kernel_size=1)
+
+        self.padding_att = (dilation * (kernel_att - 1) + 1) // 2
+        self.fc = nn.Conv2d(3 * head, kernel_conv * kernel_conv, kernel_size=1, bias=False)
+        self.dep_conv = nn.Conv2d(
+            kernel_conv * kernel_conv * self.head_dim,
+            out_planes,
+            kernel_size=kernel_conv,
+            bias=False,
+            groups=self.head_dim,
+            padding=1,
+            stride=stride,
+        )
+        self._consts: Dict[Tuple, torch.Tensor] = {}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_rate_half(self.rate1)
+        init_rate_half(self.rate2)
+        # dep_conv starts as the kernel_conv**2 one-hot shift kernels (a plain convolution).
+        k = self.kernel_conv
+        kernel = torch.zeros(k * k, k, k)
+        for i in range(k * k):
+            kernel[i, i // k, i % k] = 1.0
+        with torch.no_grad():
+            self.dep_conv.weight.copy_(kernel.repeat(self.out_planes, 1, 1, 1))
+
+    def _const(self, kind: str, like: torch.Tensor, *args: int) -> torch.Tensor:
+        """Shape-only constants, built once per input size (numpy: one graph constant)."""
+        key = (kind, *args, str(like.device), like.dtype)
+        if key not in self._consts:
+            build = {"pos": position, "bias": _window_bias, "index": _window_index}[kind]
+            const = build(*args)
+            self._consts[key] = const.to(like.device, like.dtype if const.is_floating_point() else None)
+        return self._consts[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        h, w = int(h), int(w)  # static: the window constants depend on them
+        s, hd, nh, ka, pad = self.stride, self.head_dim, self.head, self.kernel_att, self.padding_att
+        ho = (h + 2 * pad - ka) // s + 1  # attention windows (the reference's unfold)
+        wo = (w + 2 * pad - ka) // s + 1
+        if (ho, wo) != ((h - 1) // s + 1, (w - 1) // s + 1):
+            raise ValueError(f"kernel_att={ka}, dilation={self.dilation} give {ho}x{wo} windows on {h}x{w}")
+
+        # q | k | v in one 1x1 conv: (B, C_in, H, W) -> (B, 3C, H, W)
+        weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight], 0)
+        bias = torch.cat([self.conv1.bias, self.conv2.bias, self.conv3.bias], 0)
+        qkv = F.conv2d(x, weight, bias)
+        q, k, v = qkv.view(b, 3 * nh, hd, h * w).split(nh, 1)  # each (B, head, hd, HW)
+
+        # ---- attention path
+        loc = self._const("pos", x, h, w).view(2, h * w)
+        pe = torch.matmul(self.conv_p.weight.view(hd, 2), loc) + self.conv_p.bias.view(hd, 1)  # (hd, HW)
+        k = k - pe  # logits q . (k - pe); the q . pe_query term cancels in the softmax
+        q = q * float(hd) ** -0.5
+        if s > 1:
+            q = q.view(b, nh, hd, h, w)[:, :, :, ::s, ::s].reshape(b, nh, hd, ho * wo)
+        if h * w <= self.dense_max_positions:
+            logits = torch.matmul(q.transpose(-1, -2), k)  # (B, head, HoWo, HW)
+            attn = torch.softmax(logits + self._const("bias", x, h, w, ho, wo, ka, pad, s), dim=-1)
+            out_att = torch.matmul(v, attn.transpose(-1, -2))  # (B, head, hd, HoWo)
+        else:
+            index = self._const("index", x, h, w, ho, wo, ka, pad, s)
+            kw = torch.index_select(k.transpose(-1, -2), 2, index).view(b, nh, ho * wo, ka * ka, hd)
+            vw = torch.index_select(v.transpose(-1, -2), 2, index).view(b, nh, ho * wo, ka * ka, hd)
+            logits = torch.matmul(q.transpose(-1, -2).unsqueeze(-2), kw.transpose(-1, -2))  # (B, head, HoWo, 1, k*k)
+            out_att = torch.matmul(torch.softmax(logits, dim=-1), vw)  # (B, head, HoWo, 1, hd)
+            out_att = out_att.view(b, nh, ho * wo, hd).transpose(-1, -2)
+        out_att = out_att.reshape(b, self.out_planes, ho, wo)
+
+        # ---- convolution path: fc mixes the 3*head maps of each head channel into kc2 maps,
+        # then the grouped dep_conv. Grouped convs with few channels per group are slow in
+        # ONNX Runtime (one small GEMM per group), so dep_conv runs as a depthwise conv on
+        # copies of those maps, one per output channel of the group, summed over kc2. The
+        # copies come free from repeating fc's rows; their order (kc2, m, hd) keeps the sum
+        # on a leading axis.
+        kc2 = self.kernel_conv * self.kernel_conv
+        m = self.out_planes // hd  # dep_conv outputs per group
+        fc = self.fc.weight.view(kc2, 1, 3 * nh).expand(kc2, m, 3 * nh).reshape(kc2 * m, 3 * nh)
+        f_rep = torch.matmul(fc, qkv.view(b, 3 * nh, hd * h * w))  # (B, kc2*m, hd*HW), rows (kc2, m)
+        dw_weight = (
+            self.dep_conv.weight.view(hd, m, kc2, self.kernel_conv, self.kernel_conv)
+            .permute(2, 1, 0, 3, 4)
+            .reshape(kc2 * m * hd, 1, self.kernel_conv, self.kernel_conv)
+        ) * self.rate2  # channel (kc2, m, hd) <- dep_conv.weight[hd * m + m, kc2]; rate2 folded in
+        dc = self.dep_conv
+        y = F.conv2d(f_rep.view(b, kc2 * m * hd, h, w), dw_weight, None, dc.stride, dc.padding, dc.dilation, kc2 * m * hd)
+        hc, wc = y.shape[-2:]
+        ones = y.new_ones(1, kc2)  # the kc2 sum as a MatMul: ORT's ReduceSum here is ~5x slower
+        out_conv = torch.matmul(ones, y.view(b, kc2, m * hd * hc * wc))  # (B, 1, m*hd*HcWc), channels (m, hd)
+        out_conv = out_conv.view(b, m, hd, hc * wc).transpose(1, 2).reshape(b, self.out_planes, hc, wc)
+
+        return self.rate1 * out_att + out_conv

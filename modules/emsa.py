@@ -1,0 +1,134 @@
+"""EMSA: efficient multi-head self-attention of ResT.
+
+Zhang and Yang, "ResT: An Efficient Transformer for Visual Recognition",
+https://arxiv.org/abs/2105.13677
+
+Keys and values come from a spatially reduced copy of the queries (a strided depth-wise
+conv + LayerNorm, when ``ratio > 1``), and the attention map is mixed across heads by a
+1x1 conv, then softmax and InstanceNorm ("transform"). Same class name, keywords, forward
+signature and ``state_dict`` keys as External-Attention-pytorch's ``EMSA.py``, including its
+behaviour that with ``ratio > 1`` the keys/values are taken from ``queries`` (which must be
+an ``H x W`` token grid) and the ``keys``/``values`` arguments are ignored.
+
+Differences, for export: ``reshape``/``transpose`` instead of ``view`` on permuted tensors,
+a Python-float scale, and no empty ``nn.Sequential`` (it held no parameters). With
+``ratio > 1`` the TorchScript exporter would drop the unused ``keys``/``values`` inputs, so
+the graph would not match the forward signature; during export they pass through an
+always-false ``Where`` (on one element of each, output unchanged) to stay graph inputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ._registry import register_module
+
+
+@register_module(
+    "emsa",
+    kwargs=dict(d_model=512, d_k=512, d_v=512, h=8, H=8, W=8, ratio=2, apply_transform=True),
+    shapes=[(1, 64, 512), (1, 64, 512), (1, 64, 512)],
+    paper="ResT: An Efficient Transformer for Visual Recognition",
+    url="https://arxiv.org/abs/2105.13677",
+)
+class EMSA(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        d_k: int,
+        d_v: int,
+        h: int,
+        dropout: float = 0.1,
+        H: int = 7,
+        W: int = 7,
+        ratio: int = 3,
+        apply_transform: bool = True,
+    ) -> None:
+        super().__init__()
+        self.H = H
+        self.W = W
+        self.fc_q = nn.Linear(d_model, h * d_k)
+        self.fc_k = nn.Linear(d_model, h * d_k)
+        self.fc_v = nn.Linear(d_model, h * d_v)
+        self.fc_o = nn.Linear(h * d_v, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+        self.ratio = ratio
+        if ratio > 1:
+            self.sr_conv = nn.Conv2d(
+                d_model, d_model, kernel_size=ratio + 1, stride=ratio, padding=ratio // 2, groups=d_model
+            )
+            self.sr_ln = nn.LayerNorm(d_model)
+
+        self.apply_transform = apply_transform and h > 1
+        if self.apply_transform:
+            self.transform = nn.Sequential()
+            self.transform.add_module("conv", nn.Conv2d(h, h, kernel_size=1, stride=1))
+            self.transform.add_module("softmax", nn.Softmax(-1))
+            self.transform.add_module("in", nn.InstanceNorm2d(h))
+
+        self.d_model = d_model
+        self.d_k = d_k
+        self.d_v = d_v
+        self.h = h
+        self.scale = 1.0 / math.sqrt(d_k)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Same initialisation as the reference.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        attention_weights: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        b, nq, c = queries.shape
+        q = self.fc_q(queries).reshape(b, nq, self.h, self.d_k).transpose(1, 2)  # (B, h, Nq, d_k)
+
+        if self.ratio > 1:
+            src = queries
+            if torch.onnx.is_in_onnx_export():
+                # keys/values are unused here (as in the reference), and the exporter would drop
+                # them from the graph; an always-false select keeps all three graph inputs.
+                # One element of each, so any keys/values shape broadcasts.
+                never = torch.zeros((), dtype=torch.bool)
+                unused = torch.where(never, keys.reshape(-1)[:1], values.reshape(-1)[:1])  # (1,)
+                src = torch.where(never, unused, queries)
+            x = src.transpose(1, 2).reshape(b, c, self.H, self.W)  # (B, Nq, C) -> (B, C, H, W)
+            x = self.sr_conv(x)  # (B, C, H', W')
+            x = self.sr_ln(x.flatten(2).transpose(1, 2))  # (B, N', C)
+            kv_in_k = kv_in_v = x
+        else:
+            kv_in_k, kv_in_v = keys, values
+        nk = kv_in_k.shape[1]
+        k = self.fc_k(kv_in_k).reshape(b, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (B, h, d_k, N')
+        v = self.fc_v(kv_in_v).reshape(b, nk, self.h, self.d_v).transpose(1, 2)  # (B, h, N', d_v)
+
+        att = torch.matmul(q, k) * self.scale  # (B, h, Nq, N')
+        if self.apply_transform:
+            att = self.transform(att)  # mix heads (1x1 conv), softmax, InstanceNorm
+        else:
+            att = torch.softmax(att, dim=-1)
+        if attention_weights is not None:
+            att = att * attention_weights
+        if attention_mask is not None:
+            att = att.masked_fill(attention_mask, float("-inf"))
+        att = self.dropout(att)
+
+        out = torch.matmul(att, v).transpose(1, 2).reshape(b, nq, self.h * self.d_v)  # (B, Nq, h*d_v)
+        return self.fc_o(out)  # (B, Nq, d_model)

@@ -1,0 +1,121 @@
+"""S2-MLPv2 attention: spatial shifts fused by split attention.
+
+Yu et al., "S2-MLPv2: Improved Spatial-Shift MLP Architecture for Vision", 2021,
+https://arxiv.org/abs/2108.01072
+
+A channel MLP expands C to 3C; the first C channels are shifted one position in four
+directions (one per quarter of the channels), the next C in the four directions in another
+order, the last C are left alone; split attention weights the three branches per channel
+and a channel MLP maps back to C. Same class names, constructor keywords and
+``state_dict`` keys as External-Attention-pytorch's ``S2Attention.py``.
+
+What differs from the reference, and why:
+
+- The reference shifts by copying overlapping slices in place, so values smear over more
+  than one position, and exports to ScatterND chains. Here every shift is exactly one
+  position (the paper), the border row/column keeping its value, and all eight shifts plus
+  the unshifted branch are one ``Gather`` of channel blocks with a precomputed index
+  (edge clamping = the kept border). The gather also reorders the result to
+  ``(B, branch, HW, C)`` so the branch sums are over a leading axis.
+- ``S2Attention`` builds ``SplitAttention`` with ``channels``; the reference always builds
+  it for 512 channels, which fails for any other width.
+- The global descriptor (a sum over branches and positions) is a product with a ones
+  vector: ONNX Runtime's ReduceSum over those axes took ~8x longer than the MatMul.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._registry import register_module
+
+# Source offset (dh, dw) of each channel quarter: out[i, j] = in[i + dh, j + dw].
+_H_FWD, _H_BWD, _W_FWD, _W_BWD, _NONE = (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)
+_SHIFTS = (
+    (_H_FWD, _H_BWD, _W_FWD, _W_BWD),  # branch 1
+    (_W_FWD, _W_BWD, _H_FWD, _H_BWD),  # branch 2
+    (_NONE, _NONE, _NONE, _NONE),  # branch 3
+)
+
+
+def _shift_index(h: int, w: int, c: int) -> Tuple[torch.Tensor, int]:
+    """Gather index for the three branches and the channel block size it works in.
+
+    ``y`` (B, h, w, 3c) is viewed as rows of ``unit`` channels, (B, h*w*3c/unit, unit); the
+    index picks rows so that the result is (B, 3, h*w, c) with every shift applied. Built
+    with numpy so that, when exporting, it enters the graph as one constant.
+    """
+    bounds = [0, c // 4, c // 2, 3 * c // 4, c]
+    unit = math.gcd(*bounds[1:])  # largest block that never straddles two quarters
+    offs = np.zeros((3, c // unit, 2), dtype=np.int64)  # (branch, block, dh|dw)
+    for k, quarters in enumerate(_SHIFTS):
+        for q, off in enumerate(quarters):
+            offs[k, bounds[q] // unit: bounds[q + 1] // unit] = off
+    i = np.arange(h).reshape(1, h, 1, 1)
+    j = np.arange(w).reshape(1, 1, w, 1)
+    src_i = np.clip(i + offs[None, None, :, :, 0].reshape(3, 1, 1, -1), 0, h - 1)  # edge clamp: border kept
+    src_j = np.clip(j + offs[None, None, :, :, 1].reshape(3, 1, 1, -1), 0, w - 1)
+    block = np.arange(3 * c // unit).reshape(3, 1, 1, -1)
+    index = (src_i * w + src_j) * (3 * c // unit) + block  # (branch, i, j, block)
+    return torch.from_numpy(index.reshape(-1)), unit
+
+
+class SplitAttention(nn.Module):
+    def __init__(self, channel: int = 512, k: int = 3) -> None:
+        super().__init__()
+        self.channel = channel
+        self.k = k
+        self.mlp1 = nn.Linear(channel, channel, bias=False)
+        self.gelu = nn.GELU()
+        self.mlp2 = nn.Linear(channel, channel * k, bias=False)
+        self.softmax = nn.Softmax(1)
+
+    def fuse(self, x_all: torch.Tensor) -> torch.Tensor:
+        """(B, k, N, C) branches -> (B, N, C) attention-weighted sum."""
+        b, k, n, c = x_all.shape
+        ones = x_all.new_ones(1, k * n)
+        a = torch.matmul(ones, x_all.reshape(b, k * n, c)).view(b, c)  # sum over branches and positions
+        bar = self.softmax(self.mlp2(self.gelu(self.mlp1(a))).view(b, k, 1, c))  # (B, k, 1, C)
+        return (bar * x_all).sum(1)
+
+    def forward(self, x_all: torch.Tensor) -> torch.Tensor:
+        b, k, h, w, c = x_all.shape
+        return self.fuse(x_all.reshape(b, k, h * w, c)).view(b, h, w, c)
+
+
+@register_module(
+    "s2",
+    kwargs=dict(channels=512),
+    shapes=[(1, 512, 7, 7)],
+    paper="S2-MLPv2: Improved Spatial-Shift MLP Architecture for Vision",
+    url="https://arxiv.org/abs/2108.01072",
+)
+class S2Attention(nn.Module):
+    def __init__(self, channels: int = 512) -> None:
+        super().__init__()
+        self.mlp1 = nn.Linear(channels, channels * 3)
+        self.mlp2 = nn.Linear(channels, channels)
+        self.split_attention = SplitAttention(channel=channels)
+        self._index: Dict[Tuple[int, int, int, str], Tuple[torch.Tensor, int]] = {}
+
+    def _shift_index(self, h: int, w: int, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+        # Static per input size (int() also takes the traced sizes as constants); cached so
+        # eager does not rebuild it on every call.
+        key = (int(h), int(w), int(c), str(device))
+        if key not in self._index:
+            idx, unit = _shift_index(*key[:3])
+            self._index[key] = (idx.to(device), unit)
+        return self._index[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.mlp1(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, 3C)
+        idx, unit = self._shift_index(h, w, c, x.device)
+        rows = y.reshape(b, h * w * 3 * c // unit, unit)  # channel blocks as rows
+        x_all = torch.index_select(rows, 1, idx).view(b, 3, h * w, c)  # shifted branches: (B, 3, HW, C)
+        out = self.split_attention.fuse(x_all)  # (B, HW, C)
+        return self.mlp2(out).view(b, h, w, c).permute(0, 3, 1, 2)  # -> (B, C, H, W)

@@ -1,0 +1,108 @@
+"""The CLI end to end, through a subprocess, as a user runs it."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+import modules
+
+
+def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
+    run = cli("cbam", "--shape", "1,512,7,7", "--out", "out")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1].startswith("PASSED cbam")
+    for step in ("torch", "export", "onnxruntime"):
+        assert any(line.strip().startswith(step) and " s " in line for line in lines), f"no timed {step} line"
+    onnx_file, manifest_file = tmp_path / "out" / "cbam.onnx", tmp_path / "out" / "cbam.json"
+    manifest = json.loads(manifest_file.read_text())
+    assert manifest["module"] == "cbam" and manifest["class"] == "CBAMBlock"
+    assert manifest["kwargs"] == {"channel": 512, "reduction": 16, "kernel_size": 7}
+    assert manifest["inputs"] == [{"name": "input", "shape": [1, 512, 7, 7], "dtype": "float32"}]
+    assert manifest["onnx"]["file"] == "cbam.onnx"
+    assert manifest["onnx"]["sha256"] == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    assert manifest["onnx"]["opset"] == 17
+    assert manifest["onnx"]["nodes_exported"] >= manifest["onnx"]["nodes_simplified"] > 0
+    for package in ("torch", "onnx", "onnxruntime", "onnxsim"):
+        assert manifest["versions"][package]
+    (check,) = manifest["checks"]
+    assert {"backend", "max_abs_err", "max_rel_err", "atol", "rtol", "passed"} <= set(check)
+    assert check["passed"] and check["atol"] == 1e-4 and check["rtol"] == 1e-4
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_user_weights_with_other_arguments_and_shape(cli, tmp_path):
+    torch.manual_seed(123)
+    model = modules.create_module("se", channel=64)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    run = cli("se", "--weights", "w.pt", "--set", "channel=64", "--shape", "2,64,5,9", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+    manifest = json.loads((tmp_path / "o" / "se.json").read_text())
+    assert manifest["kwargs"]["channel"] == 64
+    assert manifest["inputs"][0]["shape"] == [2, 64, 5, 9]
+    assert manifest["weights"]["sha256"] == hashlib.sha256((tmp_path / "w.pt").read_bytes()).hexdigest()
+    # The exported graph computes the user's trained module, not the seeded initial one.
+    import numpy as np
+    import onnxruntime as ort
+
+    x = np.random.default_rng(5).standard_normal((2, 64, 5, 9), dtype=np.float32)
+    (graph_out,) = ort.InferenceSession(str(tmp_path / "o" / "se.onnx")).run(None, {"input": x})
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(graph_out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_safetensors_weights(cli, tmp_path):
+    from safetensors.torch import save_file
+
+    model = modules.create_module("eca")
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    run = cli("eca", "--weights", "w.safetensors", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_set_values_parse_as_json_or_python_literals(cli):
+    run = cli("sk", "--set", "kernels=[1,3]", "--set", "channel=64", "--shape", "1,64,7,7", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_list_json_covers_the_registry(cli):
+    run = cli("list", "--json")
+    assert run.returncode == 0
+    rows = json.loads(run.stdout)
+    assert [r["name"] for r in rows] == modules.list_modules()
+    assert {"name", "class", "shapes", "kwargs", "paper"} <= set(rows[0])
+    text = cli("list")
+    assert text.stdout.strip().splitlines()[-1] == f"{len(rows)} modules"
+
+
+def test_info_shows_defaults_and_paper(cli):
+    run = cli("info", "cbam")
+    assert run.returncode == 0
+    assert "CBAMBlock" in run.stdout and "arxiv.org" in run.stdout and "1,512,7,7" in run.stdout
+
+
+def test_help_documents_exit_codes(cli):
+    run = cli("--help")
+    assert run.returncode == 0
+    for line in ("0  passed", "1  verification failed", "2  usage or input error", "3  environment missing"):
+        assert line in run.stdout
+
+
+def test_trt_without_tensorrt_keeps_verified_onnx_and_exits_3(cli, tmp_path):
+    from attn_export.backends.tensorrt import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT and CUDA are present here; tests/test_gpu.py covers --trt")
+    run = cli("cbam", "--trt", "--out", "o")
+    assert run.returncode == 3, run.stdout + run.stderr
+    message = (run.stdout + run.stderr).strip().splitlines()[-1]
+    assert "no TensorRT engine built" in message and "Traceback" not in run.stderr
+    assert (tmp_path / "o" / "cbam.onnx").exists()
+    manifest = json.loads((tmp_path / "o" / "cbam.json").read_text())
+    assert manifest["tensorrt"]["status"] == "not run" and manifest["tensorrt"]["reason"] == reason
+    assert not (tmp_path / "o" / "cbam.engine").exists()

@@ -1,0 +1,41 @@
+"""Every registered module exports at its defaults: static inputs, TensorRT-parseable ops, ORT parity."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import onnx
+import pytest
+
+import modules
+from attn_export.pipeline import ExportOptions, run_export
+
+
+@lru_cache(maxsize=1)
+def trt_supported_ops() -> frozenset:
+    table = json.loads(resources.files("attn_export").joinpath("data/trt_onnx_ops.json").read_text())
+    return frozenset(op for op, row in table["ops"].items() if row["supported"])
+
+
+@pytest.mark.parametrize("name", modules.list_modules())
+def test_exports_clean_and_matches_onnxruntime(name, tmp_path):
+    result = run_export(name, ExportOptions(out_dir=tmp_path), report=lambda line: None)
+    manifest = json.loads(result.manifest_path.read_text())
+    assert manifest["passed"] is True
+    (check,) = manifest["checks"]
+    assert check["backend"] == "onnxruntime-cpu" and check["passed"]
+    assert isinstance(check["max_abs_err"], float) and isinstance(check["max_rel_err"], float)
+
+    model = onnx.load(str(result.onnx_path))
+    # Only default-domain ops that TensorRT's parser supports (no com.microsoft fusions, no DFT/Col2Im).
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    assert not foreign, f"non-default-domain ops: {foreign}"
+    unsupported = sorted({n.op_type for n in model.graph.node} - trt_supported_ops())
+    assert not unsupported, f"ops TensorRT's parser rejects: {unsupported}"
+    assert manifest["trt_parser_check"]["passed"] is True
+    # Static inputs: every dimension a positive integer, equal to the registry default shape.
+    spec = modules.get_spec(name)
+    shapes = [[d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert shapes == [list(s) for s in spec.shapes]
+    assert [i["shape"] for i in manifest["inputs"]] == [list(s) for s in spec.shapes]

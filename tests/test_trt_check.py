@@ -1,0 +1,363 @@
+"""The static TensorRT parser check: each rule fires on a graph built to break it, and nothing
+fires on clean graphs or on a real export.
+
+Graphs are built with ``onnx.helper``. Each failing case asserts its own rule id and the FAIL
+verdict, so a rule that stops firing, or that fires on a clean graph, fails a test here.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+import modules
+from attn_export.errors import UsageError
+from attn_export.export import export_to_onnx, input_names_for
+from attn_export.trt_check import CheckReport, check_model, format_report, load_op_table
+
+
+def tensor(name: str, elem_type: int = T.FLOAT, shape: Sequence[int] | None = (1, 4, 8, 8)):
+    return helper.make_tensor_value_info(name, elem_type, shape)
+
+
+def const(name: str, values, dtype=np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def make(nodes, inputs=None, outputs=None, inits=(), opset: int = 17, extra_imports=(),
+         **model_kwargs) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs or [tensor("x")],
+                              outputs or [tensor("y", shape=None)], initializer=list(inits))
+    imports = [helper.make_opsetid("", opset), *extra_imports]
+    return helper.make_model(graph, opset_imports=imports, **model_kwargs)
+
+
+def rules(report: CheckReport) -> set:
+    return {f.rule for f in report.findings}
+
+
+def assert_fails_with(model: onnx.ModelProto, rule: str) -> CheckReport:
+    report = check_model(model)
+    assert rule in rules(report), format_report(report)
+    assert not report.passed and report.to_dict()["passed"] is False
+    assert format_report(report).splitlines()[-1].startswith("FAIL")
+    return report
+
+
+def assert_clean(model: onnx.ModelProto) -> CheckReport:
+    report = check_model(model)
+    assert report.findings == [], format_report(report)
+    assert report.passed and format_report(report).startswith("PASS")
+    return report
+
+
+# --- unsupported, unknown and foreign ops -------------------------------------------------
+def test_col2im_is_unsupported():
+    node = helper.make_node("Col2Im", ["x", "image_shape", "block_shape"], ["y"])
+    inits = [const("image_shape", [5, 5]), const("block_shape", [2, 2])]
+    report = assert_fails_with(make([node], [tensor("x", shape=(1, 36, 16))], inits=inits,
+                                    opset=18), "unsupported-op")
+    assert (report.findings[0].op_type, report.findings[0].severity) == ("Col2Im", "error")
+
+
+def test_dft_is_unsupported():
+    node = helper.make_node("DFT", ["x"], ["y"], onesided=1)
+    assert_fails_with(make([node], [tensor("x", shape=(1, 16, 1))]), "unsupported-op")
+
+
+@pytest.mark.parametrize("op_type, inputs", [("Attention", ["x", "w", "b"]),
+                                             ("FusedMatMul", ["x", "w"])])
+def test_com_microsoft_ops_are_rejected(op_type, inputs):
+    node = helper.make_node(op_type, inputs, ["y"], domain="com.microsoft")
+    model = make([node], [tensor(name, shape=None) for name in inputs],
+                 extra_imports=[helper.make_opsetid("com.microsoft", 1)])
+    report = assert_fails_with(model, "custom-domain")
+    assert report.findings[0].domain == "com.microsoft"
+    assert f"[com.microsoft::{op_type}] custom-domain" in format_report(report)
+
+
+def test_foreign_op_named_like_a_builtin_is_rejected():
+    node = helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")
+    model = make([node], extra_imports=[helper.make_opsetid("com.microsoft", 1)])
+    report = assert_fails_with(model, "custom-domain")
+    assert "built-in importer" in report.findings[0].message
+
+
+def test_unknown_default_domain_op():
+    assert_fails_with(make([helper.make_node("FrobnicateNd", ["x"], ["y"])]), "unknown-op")
+
+
+def test_op_newer_than_the_table():
+    assert "Swish" in load_op_table()["not_in_table"]
+    assert_fails_with(make([helper.make_node("Swish", ["x"], ["y"])], opset=24),
+                      "op-not-in-table")
+
+
+# --- opset range --------------------------------------------------------------------------
+def test_opset_8_is_below_the_documented_range():
+    report = assert_fails_with(make([helper.make_node("Relu", ["x"], ["y"])], opset=8),
+                               "opset-too-old")
+    assert report.opset == 8
+
+
+def test_opset_above_24_only_warns():
+    report = check_model(make([helper.make_node("Relu", ["x"], ["y"])], opset=25))
+    assert rules(report) == {"opset-newer-than-documented"} and report.passed
+
+
+# --- op restrictions ----------------------------------------------------------------------
+def topk(k: int, k_from: str = "initializer", **attrs) -> onnx.ModelProto:
+    nodes, inits = [], []
+    if k_from == "initializer":
+        inits.append(const("k", [k]))
+    else:
+        nodes.append(helper.make_node("Constant", [], ["k"], value=const("v", [k])))
+    nodes.append(helper.make_node("TopK", ["x", "k"], ["y", "idx"], axis=-1, **attrs))
+    return make(nodes, [tensor("x", shape=(1, 5000))],
+                [tensor("y", shape=None), tensor("idx", T.INT64, None)], inits)
+
+
+def test_topk_unsorted():
+    assert_fails_with(topk(4, sorted=0), "topk-unsorted")
+
+
+@pytest.mark.parametrize("k_from", ["initializer", "constant-node"])
+def test_topk_k_at_the_limit(k_from):
+    assert_fails_with(topk(3840, k_from), "topk-k-limit")
+
+
+@pytest.mark.parametrize("k", [4, 3839])
+def test_topk_sorted_small_k_passes(k):
+    assert_clean(topk(k, "constant-node"))
+
+
+def test_topk_runtime_k_only_warns():
+    nodes = [helper.make_node("Shape", ["x"], ["k"], start=1),
+             helper.make_node("TopK", ["x", "k"], ["y", "i"])]
+    report = check_model(make(nodes, [tensor("x", shape=(1, 8))]))
+    assert rules(report) == {"topk-dynamic-k"} and report.passed
+
+
+def einsum(equation: str) -> onnx.ModelProto:
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], equation=equation)
+    return make([node], [tensor("a", shape=(2, 3, 4)), tensor("b", shape=(2, 4, 5))])
+
+
+def test_uppercase_einsum_is_rejected():
+    assert_fails_with(einsum("bIj,bjk->bIk"), "einsum-equation")
+
+
+def test_lowercase_einsum_passes():
+    assert_clean(einsum("bij, bjk -> bik"))
+
+
+def scatter(op_type: str, reduction: str) -> onnx.ModelProto:
+    node = helper.make_node(op_type, ["x", "i", "u"], ["y"], reduction=reduction)
+    nd = op_type == "ScatterND"
+    inputs = [tensor("x", shape=(4, 4)), tensor("i", T.INT64, (2, 1) if nd else (1, 4)),
+              tensor("u", shape=(2, 4) if nd else (1, 4))]
+    return make([node], inputs, opset=18)
+
+
+def test_scatternd_with_add_reduction():
+    assert_fails_with(scatter("ScatterND", "add"), "scatternd-reduction")
+    assert_clean(scatter("ScatterND", "none"))
+
+
+def test_scatterelements_reduction_only_warns():
+    report = check_model(scatter("ScatterElements", "max"))
+    assert rules(report) == {"scatterelements-plugin"} and report.passed
+
+
+def mod(elem_type: int, fmod: int) -> onnx.ModelProto:
+    node = helper.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)
+    return make([node], [tensor("a", elem_type, (4,)), tensor("b", elem_type, (4,))],
+                [tensor("y", elem_type, None)])
+
+
+def test_float_mod_needs_fmod_1():
+    assert_fails_with(mod(T.FLOAT, 0), "mod-float-fmod0")
+    assert_clean(mod(T.FLOAT, 1))
+    assert_clean(mod(T.INT32, 0))
+
+
+def test_mod_input_type_comes_from_shape_inference():
+    # "r" is an intermediate tensor with no declared type: only shape inference knows it.
+    nodes = [helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Mod", ["r", "a"], ["y"])]
+    assert_fails_with(make(nodes, [tensor("a", shape=(4,))]), "mod-float-fmod0")
+
+
+def test_layernorm_with_three_outputs():
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv_std"])
+    outputs = [tensor(name, shape=None) for name in ("y", "mean", "inv_std")]
+    inits = [const("s", np.ones(8), np.float32), const("b", np.zeros(8), np.float32)]
+    assert_fails_with(make([node], [tensor("x", shape=(2, 8))], outputs, inits),
+                      "layernorm-extra-outputs")
+
+
+def resize(scales=(1, 1, 2, 2), **attrs) -> onnx.ModelProto:
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **attrs)
+    return make([node], inits=[const("scales", scales, np.float32)], opset=19)
+
+
+@pytest.mark.parametrize("attrs, rule", [
+    ({"coordinate_transformation_mode": "half_pixel_symmetric"}, "resize-coordinate-mode"),
+    ({"coordinate_transformation_mode": "tf_crop_and_resize"}, "resize-coordinate-mode"),
+    ({"mode": "linear", "antialias": 1}, "resize-antialias"),
+    ({"coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "floor"},
+     "resize-nearest-mode"),
+])
+def test_resize_rejected_modes(attrs, rule):
+    assert_fails_with(resize(**attrs), rule)
+
+
+def test_resize_supported_modes_pass():
+    assert_clean(resize(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"))
+    assert_clean(resize(mode="cubic", coordinate_transformation_mode="align_corners"))
+    assert_clean(resize(mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor"))
+
+
+def test_cubic_resize_of_a_leading_axis():
+    assert_fails_with(resize(scales=(1, 2, 2, 2), mode="cubic"), "resize-scaled-axes")
+
+
+def test_pool_dilations_and_rank():
+    dilated = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])
+    assert_fails_with(make([dilated]), "pool-dilations")
+    pool_4d = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2, 2, 2])
+    assert_fails_with(make([pool_4d], [tensor("x", shape=(1, 1, 4, 4, 4, 4))]), "pool-rank")
+
+
+def test_reduce_axes_must_be_constant():
+    runtime_axes = [helper.make_node("Shape", ["x"], ["axes"], start=2, end=3),
+                    helper.make_node("ReduceMean", ["x", "axes"], ["y"])]
+    assert_fails_with(make(runtime_axes, opset=18), "reduce-dynamic-axes")
+    constant_axes = helper.make_node("ReduceMean", ["x", "axes"], ["y"])
+    assert_clean(make([constant_axes], inits=[const("axes", [2, 3])], opset=18))
+
+
+def test_integer_matmul_is_rejected():
+    node = helper.make_node("MatMul", ["a", "b"], ["y"])
+    model = make([node], [tensor("a", T.INT32, (2, 3)), tensor("b", T.INT32, (3, 2))],
+                 [tensor("y", T.INT32, None)])
+    assert_fails_with(model, "integer-input")
+
+
+def test_types_outside_the_table():
+    # The importer enforces the types column only for some ops; elsewhere it is a warning.
+    nonzero = helper.make_node("NonZero", ["x"], ["y"])
+    report = check_model(make([nonzero], [tensor("x", T.INT64, (4,))]))
+    assert rules(report) == {"type-not-in-table"} and report.passed
+    reduce_bool = helper.make_node("ReduceSum", ["x"], ["y"])
+    assert_fails_with(make([reduce_bool], [tensor("x", T.BOOL, (4,))], opset=13),
+                      "unsupported-type")
+
+
+def test_uint8_intermediate_tensor():
+    nodes = [helper.make_node("Cast", ["x"], ["u"], to=T.UINT8),
+             helper.make_node("Cast", ["u"], ["y"], to=T.FLOAT)]
+    assert_fails_with(make(nodes), "uint8-intermediate")
+    assert_clean(make(nodes[:1], outputs=[tensor("u", T.UINT8, None)]))  # network output: fine
+
+
+def test_groupnorm_needs_rank_3():
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=2)
+    inits = [const("s", np.ones(4), np.float32), const("b", np.zeros(4), np.float32)]
+    assert_fails_with(make([node], [tensor("x", shape=(2, 4))], inits=inits, opset=21),
+                      "groupnorm-rank")
+
+
+def test_dropout_training_mode_must_be_constant_false():
+    node = helper.make_node("Dropout", ["x", "", "train"], ["y"])
+    assert_fails_with(make([node], [tensor("x"), tensor("train", T.BOOL, ())]),
+                      "dropout-training-mode")
+    assert_clean(make([node], inits=[numpy_helper.from_array(np.array(False), "train")]))
+
+
+# --- graph structure: local functions and subgraphs ---------------------------------------
+def with_local_function(op_type: str) -> onnx.ModelProto:
+    body = helper.make_node(op_type, ["a"], ["b"])
+    function = helper.make_function("local", "Block", ["a"], ["b"], [body],
+                                    [helper.make_opsetid("", 17)])
+    call = helper.make_node("Block", ["x"], ["y"], domain="local")
+    return make([call], [tensor("x", shape=(1, 16, 1))], functions=[function],
+                extra_imports=[helper.make_opsetid("local", 1)])
+
+
+def test_local_functions_are_expanded():
+    report = assert_fails_with(with_local_function("DFT"), "unsupported-op")
+    assert "custom-domain" not in rules(report)  # the call itself is inlined away
+    assert_clean(with_local_function("Relu"))
+
+
+def test_if_branches_are_checked_recursively():
+    def branch(name: str, op_type: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node(op_type, ["x"], [name])], name, [],
+                                 [tensor(name, shape=None)])
+
+    node = helper.make_node("If", ["c"], ["y"], name="choose", then_branch=branch("t", "DFT"),
+                            else_branch=branch("e", "Relu"))
+    model = make([node], [tensor("x", shape=(1, 16, 1)), tensor("c", T.BOOL, ())])
+    report = assert_fails_with(model, "unsupported-op")
+    assert report.findings[0].node == "choose/then_branch/DFT#0"
+
+
+# --- clean graphs, a real export, the report, bad files -----------------------------------
+def test_clean_conv_relu_matmul_softmax_passes():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MatMul", ["r", "m"], ["p"]),
+             helper.make_node("Softmax", ["p"], ["y"], axis=-1)]
+    inits = [const("w", np.zeros((4, 4, 3, 3)), np.float32),
+             const("m", np.zeros((8, 8)), np.float32)]
+    report = assert_clean(make(nodes, inits=inits))
+    assert (report.opset, report.table_version) == (17, "10.16")
+
+
+def test_cbam_export_passes():
+    spec = modules.get_spec("cbam")
+    inputs = tuple(torch.randn(*shape) for shape in spec.shapes)
+    exported = export_to_onnx(modules.create_module("cbam"), inputs, input_names_for(len(inputs)))
+    assert_clean(exported.model)
+
+
+def test_report_is_json_and_one_line_per_finding():
+    nodes = [helper.make_node("DFT", ["x"], ["d"], name="fft"),
+             helper.make_node("Col2Im", ["d", "s", "s"], ["y"], name="fold")]
+    model = make(nodes, [tensor("x", shape=(1, 16, 1))], inits=[const("s", [2, 2])], opset=18)
+    report = check_model(model)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert (data["errors"], data["passed"], data["table_version"]) == (2, False, "10.16")
+    lines = format_report(report).splitlines()
+    assert len(lines) == 3
+    assert "fft [DFT] unsupported-op" in lines[0] and "fold [Col2Im] unsupported-op" in lines[1]
+    assert lines[2].startswith("FAIL: TensorRT's ONNX parser would reject this model (2 errors")
+
+
+def test_check_model_accepts_paths(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(make([helper.make_node("DFT", ["x"], ["y"])], [tensor("x", shape=(1, 16, 1))]),
+              str(path))
+    assert "unsupported-op" in rules(check_model(path))
+    assert "unsupported-op" in rules(check_model(str(path)))
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not protobuf \x00\x01", b"plain text\n", b""])
+def test_corrupt_files_are_usage_errors(tmp_path, content):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(content)
+    with pytest.raises(UsageError, match="not (a readable|an) ONNX model") as info:
+        check_model(corrupt)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such ONNX file"):
+        check_model(tmp_path / "absent.onnx")

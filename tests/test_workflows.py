@@ -1,0 +1,148 @@
+"""The workflows users bring: their own model by import path, NHWC graphs, the zoo report, bench."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+DETECTOR = textwrap.dedent(
+    """
+    '''A YOLO-style toy detector with attention blocks from attn-export inserted.'''
+    import torch
+    from torch import nn
+
+    from modules import CBAMBlock, SEAttention
+
+
+    def conv(c_in, c_out, stride):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.SiLU())
+
+
+    class TinyDetector(nn.Module):
+        def __init__(self, num_classes: int = 80, width: int = 16):
+            super().__init__()
+            self.stem = conv(3, width, 2)
+            self.stage1 = nn.Sequential(conv(width, 2 * width, 2), SEAttention(channel=2 * width, reduction=4))
+            self.stage2 = nn.Sequential(conv(2 * width, 4 * width, 2), CBAMBlock(channel=4 * width, reduction=4, kernel_size=3))
+            self.head = nn.Conv2d(4 * width, 5 + num_classes, 1)
+
+        def forward(self, x):
+            return self.head(self.stage2(self.stage1(self.stem(x))))
+
+
+    def build(num_classes: int = 80, width: int = 16) -> nn.Module:
+        return TinyDetector(num_classes=num_classes, width=width)
+    """
+)
+
+
+@pytest.fixture
+def detector_package(tmp_path):
+    package = tmp_path / "mydet"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(DETECTOR)
+    return tmp_path
+
+
+def test_user_model_by_import_path_with_weights(cli, detector_package):
+    import sys
+
+    sys.path.insert(0, str(detector_package))
+    try:
+        from mydet.models import build
+
+        torch.manual_seed(3)
+        model = build(num_classes=3).eval()
+        with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained model has
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.uniform_(-0.5, 0.5)
+                    module.running_var.uniform_(0.5, 2.0)
+        torch.save(model.state_dict(), detector_package / "det.pt")
+    finally:
+        sys.path.remove(str(detector_package))
+        sys.modules.pop("mydet.models", None)
+        sys.modules.pop("mydet", None)
+    run = cli("mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--weights", "det.pt", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+    manifest = json.loads((detector_package / "o" / "build.json").read_text())
+    assert manifest["source"] == "mydet.models:build" and manifest["class"] == "TinyDetector"
+    assert manifest["outputs"][0]["shape"] == [1, 8, 8, 8]
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
+    (got,) = ort.InferenceSession(str(detector_package / "o" / "build.onnx")).run(None, {"input": x})
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_user_class_by_import_path(cli, detector_package):
+    run = cli("mydet.models:TinyDetector", "--shape", "2,3,32,48", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_nhwc_graph_takes_and_returns_channel_last(cli, tmp_path):
+    run = cli("cbam", "--nhwc", "--shape", "1,7,9,64", "--set", "channel=64", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+    session = ort.InferenceSession(str(tmp_path / "o" / "cbam.onnx"))
+    assert session.get_inputs()[0].shape == [1, 7, 9, 64]
+    assert session.get_outputs()[0].shape == [1, 7, 9, 64]
+    # Parity against PyTorch on the permuted tensors, with the same seeded weights.
+    import modules
+
+    torch.manual_seed(0)
+    module = modules.create_module("cbam", channel=64).eval()
+    x = np.random.default_rng(1).standard_normal((1, 7, 9, 64), dtype=np.float32)
+    (got,) = session.run(None, {"input": x})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert json.loads((tmp_path / "o" / "cbam.json").read_text())["layout"] == "NHWC"
+
+
+def test_nhwc_refuses_other_ranks(cli):
+    run = cli("external", "--nhwc", "--out", "o")
+    assert run.returncode == 2 and "four-dimensional" in run.stderr
+
+
+def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
+    run = cli("all", "--pattern", "e*", "--out", "zoo")
+    assert run.returncode == 0, run.stdout + run.stderr
+    import modules
+
+    names = modules.list_modules("e*")
+    zoo = tmp_path / "zoo"
+    for name in names:
+        assert (zoo / f"{name}.onnx").exists() and (zoo / f"{name}.json").exists()
+    report = json.loads((zoo / "report.json").read_text())
+    assert report["summary"]["passed"] == len(names)
+    backends = {(r["module"], r["backend"]): r for r in report["rows"]}
+    for name in names:
+        assert backends[(name, "onnxruntime-cpu")]["status"] == "passed"
+        if not torch.cuda.is_available():
+            for gpu_backend in ("onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16"):
+                assert backends[(name, gpu_backend)]["status"] == "not run: no GPU"
+    assert "| onnxruntime-cpu | passed |" in (zoo / "report.md").read_text()
+    assert (zoo / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_prints_ratios_and_writes_json_and_plot(cli, tmp_path):
+    run = cli("bench", "se", "eca", "--json", "b.json", "--plot", "b.png", "--sweep", timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "geometric mean ORT/eager ratio" in run.stdout and "matmul peak" in run.stdout
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert [r["name"] for r in data["rows"]] == ["se", "eca"]
+    for row in data["rows"]:
+        assert row["eager"]["median_ms"] > 0 and row["ort"]["median_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["eager"]["median_ms"] / row["ort"]["median_ms"])
+    assert {s["name"] for s in data["sweep"]} == {"se", "eca"}
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_needs_names_or_all(cli):
+    run = cli("bench")
+    assert run.returncode == 2 and "--all" in run.stderr
