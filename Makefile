@@ -25,8 +25,22 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-test-gpu: install
-	$(BIN)/python -m pytest -q -m gpu -rs
+# GPU hosts: a separate venv with the `gpu` extra (TensorRT, onnxruntime-gpu in place of onnxruntime).
+GPU_VENV ?= .venv-gpu
+GPU_BIN := $(GPU_VENV)/bin
+GPU_TORCH_SPEC ?= torch==2.13.0
+
+$(GPU_VENV)/.installed: pyproject.toml
+	@test -x $(GPU_BIN)/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_BIN)/python -m pip install --quiet --upgrade pip
+	$(GPU_BIN)/python -m pip install --quiet "$(GPU_TORCH_SPEC)" -e ".[dev,fp16,gpu]"
+	ort=$$($(GPU_BIN)/python -m pip show onnxruntime-gpu | sed -n 's/^Version: //p') && \
+	  $(GPU_BIN)/python -m pip uninstall --yes --quiet onnxruntime && \
+	  $(GPU_BIN)/python -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu==$$ort"
+	@touch $@
+
+test-gpu: $(GPU_VENV)/.installed
+	$(GPU_BIN)/python -m pytest -q -m gpu -rs
 
 bench: install
 	$(BIN)/attn-export bench --all

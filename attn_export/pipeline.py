@@ -259,11 +259,16 @@ def _tensorrt_stage(result, feeds, references, output_names, options, timer, fp1
             info = trt_backend.build_engine(
                 onnx_path, engine_temp, precision=precision, timing_cache=out_dir / "trt.timing.cache", cache_dir=cache_dir
             )
-            backend = trt_backend.TensorRTBackend(engine_temp)
+            backend = trt_backend.TensorRTBackend(engine_temp, precision=precision)
+            try:
+                outputs = backend.run(feeds)
+            finally:
+                backend.close()  # free GPU memory before the next build
             atol, rtol, min_cosine = trt_backend.TOLERANCES[precision]
-            check = compare(backend.name, references, backend.run(feeds), atol, rtol, output_names, min_cosine=min_cosine)
+            check = compare(backend.name, references, outputs, atol, rtol, output_names, min_cosine=min_cosine)
             manifest["checks"].append(check.to_dict())
-            engines.append({**info.to_dict(), "file": engine_path.name, "passed": check.passed})
+            engine_record = {k: v for k, v in info.to_dict().items() if k != "engine_path"}  # a temporary name
+            engines.append({**engine_record, "file": engine_path.name, "passed": check.passed})
             if check.passed:
                 temps.commit(engine_temp, engine_path)
         timer.step(f"trt-{precision}", started, _check_text(check) + (" (engine cache hit)" if info.cache_hit else ""))

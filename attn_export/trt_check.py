@@ -136,7 +136,8 @@ class _Scope:
     def __init__(self, graph: onnx.GraphProto, parent: _Scope | None) -> None:
         self.parent = parent
         self.types: dict[str, tuple[int, tuple[int | None, ...] | None]] = {}
-        self.constants: dict[str, np.ndarray | None] = {}  # None: constant, value not loaded
+        # Values stay protos until a rule asks (weights can be large); None: value unknown.
+        self.constants: dict[str, onnx.TensorProto | onnx.NodeProto | None] = {}
         self.outputs = {o.name for o in graph.output}
         for info in (*graph.input, *graph.value_info, *graph.output):
             tensor_type = info.type.tensor_type
@@ -148,12 +149,12 @@ class _Scope:
                 self.types[info.name] = (tensor_type.elem_type, dims)
         for init in graph.initializer:
             self.types[init.name] = (init.data_type, tuple(init.dims))
-            self.constants[init.name] = _tensor_value(init)
+            self.constants[init.name] = init
         for sparse in graph.sparse_initializer:
             self.constants[sparse.values.name] = None
         for node in graph.node:
             if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and node.output:
-                self.constants[node.output[0]] = _constant_node_value(node)
+                self.constants[node.output[0]] = node
 
     def _find(self, table: str, name: str) -> tuple[bool, Any]:
         scope: _Scope | None = self
@@ -233,7 +234,10 @@ class _Node:
         return bool(self.input(index)) and self.scope.is_constant(self.input(index))
 
     def value(self, index: int) -> np.ndarray | None:
-        return self.scope.lookup("constants", self.input(index)) if self.input(index) else None
+        found = self.scope.lookup("constants", self.input(index)) if self.input(index) else None
+        if isinstance(found, onnx.NodeProto):
+            return _constant_node_value(found)
+        return None if found is None else _tensor_value(found)
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ and ``state_dict`` keys):
   are written inline as plain matmuls instead of importing the generic multi-head classes;
   the parameter names (``pa.fc_q`` ... ``pa.fc_o``) are kept. The q/k/v projections run as
   one matmul over concatenated weights (constant-folded on export), and the softmax scale
-  is folded into the query.
+  is folded into the query. This 3-D form exports to default-domain ops only, whichever
+  onnxsim passes run (the reference's 4-D per-head layout can be rewritten by onnxsim into
+  ``com.microsoft::Attention``, which TensorRT cannot parse).
 - The channel branch's ``fc_o`` acts on the H*W axis, so the input's H*W must equal the
   constructor's ``H * W`` (as in the reference).
 """

@@ -119,9 +119,14 @@ class OutlookAttention(nn.Module):
         L = Wp * K2
         M = F.pad(A, (0, L + K2 - K2 * K2)).reshape(B, nh, H, W * (L + K2))
         M = M[..., : W * L].reshape(B, nh, H, W, L)  # (B, nh, H, W, Wp*K2)
-        src = F.pad(src, (0, 0, e, e, e, e))  # (B, nh, H + 2e, Wp, c)
-        rows = torch.stack([src[:, :, d : d + H] for d in range(K2)], dim=4)  # (B, nh, H, Wp, K2, c)
-        return M @ rows.reshape(B, nh, H, L, c)  # (B, nh, H, W, c)
+        # rows[qh, (col, dh)] = src[qh + dh - e, col - e], or a zero row outside the map: one Gather
+        dev = src.device
+        r = torch.arange(H, device=dev).reshape(H, 1, 1) + torch.arange(K2, device=dev).reshape(1, 1, K2) - e
+        col = torch.arange(Wp, device=dev).reshape(1, Wp, 1) - e
+        idx = torch.where((r >= 0) & (r < H) & (col >= 0) & (col < W), r * W + col, H * W)  # (H, Wp, K2)
+        src = F.pad(src.reshape(B, nh, H * W, c), (0, 0, 0, 1))  # (B, nh, H*W + 1, c), last row zero
+        rows = src.index_select(2, idx.reshape(-1)).reshape(B, nh, H, L, c)  # (B, nh, H, Wp*K2, c)
+        return M @ rows  # (B, nh, H, W, c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape

@@ -10,13 +10,13 @@ The parallel layout sums the two gated inputs; the sequential one gates channels
 then positions of the channel-gated tensor.
 
 Same class names, keywords and ``state_dict`` keys as External-Attention-pytorch's
-``PolarizedSelfAttention.py``. The math is the same, but the 1x1 value/query convs are
-linear, so every pooling (the softmax-weighted sum over positions, the global average,
-the softmax-weighted sum over channels) is applied before the projection it follows in
-the reference rather than after: the convs then act on (B, C, 1) vectors instead of
-(B, C, H*W) maps. Since softmax weights sum to 1, the conv biases pass through unchanged.
-This turns every C x C/2 x HW product into matrix-vector ones; the result differs from
-the reference only by float summation order.
+``PolarizedSelfAttention.py``. The math is the same, reordered: the 1x1 value/query convs
+are linear, so each reduction that follows one in the reference (the softmax-weighted sum
+over positions, the global average, the softmax-weighted sum over channels) is done first
+or merged into the conv weights; the convs then act on (B, C) vectors, and the products
+over the full (C x HW) map left are matrix-vector ones instead of (C/2 x C) @ (C x HW).
+The conv biases pass through unchanged because softmax weights sum to 1. Results differ
+from the reference only by float summation order.
 """
 from __future__ import annotations
 

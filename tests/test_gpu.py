@@ -347,6 +347,7 @@ def test_importing_the_backend_does_not_import_tensorrt(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 
