@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The tested CPU install: torch pinned to the CPU wheel (an unpinned torch pulls CUDA packages).
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,fp16,bench
+EXTRAS ?= dev,bench
 STAMP := $(VENV)/.installed-$(subst ==,-,$(TORCH_SPEC))
 
 .PHONY: install run test test-gpu bench lint clean docker-cpu docker-trt
@@ -33,7 +33,7 @@ GPU_TORCH_SPEC ?= torch==2.13.0
 $(GPU_VENV)/.installed: pyproject.toml
 	@test -x $(GPU_BIN)/python || $(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_BIN)/python -m pip install --quiet --upgrade pip
-	$(GPU_BIN)/python -m pip install --quiet "$(GPU_TORCH_SPEC)" -e ".[dev,fp16,gpu]"
+	$(GPU_BIN)/python -m pip install --quiet "$(GPU_TORCH_SPEC)" -e ".[dev,bench,gpu]"
 	ort=$$($(GPU_BIN)/python -m pip show onnxruntime-gpu | sed -n 's/^Version: //p') && \
 	  $(GPU_BIN)/python -m pip uninstall --yes --quiet onnxruntime && \
 	  $(GPU_BIN)/python -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu==$$ort"

@@ -179,7 +179,7 @@ def sweep_module(name: str) -> Dict[str, object]:
             flops = count_flops(module, inputs)
         except Exception:  # modules with a fixed spatial size (constructor H, W, n, ...)
             continue
-        latency = time_side_by_side({"eager": lambda: module(*inputs)}, rounds=2)["eager"]
+        latency = time_side_by_side({"eager": lambda m=module, xs=inputs: m(*xs)}, rounds=2)["eager"]
         points.append({"size": size, "shape": list(shapes[0]), "flops": flops, "eager_ms": latency.median_ms})
     exponent = None
     if len(points) >= 2 and points[0]["flops"] > 0:

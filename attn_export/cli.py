@@ -257,6 +257,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("attn-export: interrupted; previous artifacts left as they were", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `attn-export list | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the exit-time flush
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import functools
 import importlib.resources
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +40,7 @@ RESIZE_COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_fo
                            "asymmetric", "align_corners")
 RESIZE_NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 RESIZE_SCALABLE_TRAILING_AXES = {"linear": 3, "cubic": 2}  # with constant scales
+SHAPE_INFERENCE_MAX_KEPT_ELEMENTS = 64  # larger initializers are weights, not shape operands
 
 # ONNX element type -> the table's type name; a type absent here has no TensorRT equivalent.
 _TABLE_TYPE_NAMES = {
@@ -58,8 +59,8 @@ _TYPED_INPUTS: dict[str, tuple[int, ...] | None] = {
     "MatMul": (0, 1), "Gemm": (0, 1), "Conv": (0, 1), "ConvTranspose": (0, 1), "Einsum": None,
     "Attention": (0, 1, 2), "Where": (1, 2), "If": (), "Loop": (), "Scan": (),
 }
-# The types column is documentation; the importer enforces it only for these ops (NOTES.md,
-# INT64 section), so elsewhere an unlisted type is a warning. Known hard rejections: *_REJECTED.
+# The types column documents; the importer enforces it only for these ops (NOTES.md, INT64
+# section) and rejects _TYPES_REJECTED (table extras). Elsewhere an unlisted type only warns.
 _TYPE_ENFORCED_OPS = {"MatMul", "Gemm", "Einsum", "Conv", "ConvTranspose", "Softmax"}
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
                "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
@@ -133,13 +134,14 @@ def _warning(rule: str, message: str) -> _Issue:
 class _Scope:
     """Types, shapes and constants of one graph's tensor names; outer graphs via ``parent``."""
 
-    def __init__(self, graph: onnx.GraphProto, parent: _Scope | None) -> None:
+    def __init__(self, graph: onnx.GraphProto, parent: _Scope | None,
+                 inferred: Sequence[onnx.ValueInfoProto] = ()) -> None:
         self.parent = parent
         self.types: dict[str, tuple[int, tuple[int | None, ...] | None]] = {}
         # Values stay protos until a rule asks (weights can be large); None: value unknown.
         self.constants: dict[str, onnx.TensorProto | onnx.NodeProto | None] = {}
         self.outputs = {o.name for o in graph.output}
-        for info in (*graph.input, *graph.value_info, *graph.output):
+        for info in (*graph.input, *graph.value_info, *inferred, *graph.output):
             tensor_type = info.type.tensor_type
             if info.type.HasField("tensor_type") and tensor_type.elem_type:
                 dims = None
@@ -598,8 +600,9 @@ def _check_node(n: _Node, table: dict[str, Any]) -> list[_Issue]:
 
 
 def _check_graph(graph: onnx.GraphProto, parent: _Scope | None, opset: int, prefix: str,
-                 table: dict[str, Any]) -> list[Finding]:
-    scope = _Scope(graph, parent)
+                 table: dict[str, Any], inferred: Sequence[onnx.ValueInfoProto] = ()
+                 ) -> list[Finding]:
+    scope = _Scope(graph, parent, inferred)
     findings = []
     for index, node in enumerate(graph.node):
         name = prefix + (node.name or f"{node.op_type}#{index}")
@@ -666,6 +669,29 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     return proto
 
 
+def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Types and shapes ONNX shape inference finds for the main graph's tensors.
+
+    It runs on a copy without the weights' payloads: inference needs only their types and
+    dims (small initializers, which may hold Reshape targets, are kept), and the weights can
+    be slow to serialize or beyond protobuf's 2 GB limit.
+    """
+    graph = proto.graph
+    light = onnx.ModelProto(ir_version=proto.ir_version, opset_import=proto.opset_import)
+    light.graph.node.extend(graph.node)
+    light.graph.input.extend(graph.input)
+    light.graph.output.extend(graph.output)
+    light.graph.value_info.extend(graph.value_info)
+    declared = {i.name for i in graph.input}
+    for init in graph.initializer:
+        if int(np.prod(init.dims)) <= SHAPE_INFERENCE_MAX_KEPT_ELEMENTS:
+            light.graph.initializer.append(init)
+        elif init.name not in declared:
+            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type,
+                                                                   init.dims))
+    return list(onnx.shape_inference.infer_shapes(light, strict_mode=False).graph.value_info)
+
+
 def check_model(model: onnx.ModelProto | str | Path) -> CheckReport:
     """Predict, node by node, whether TensorRT's ONNX parser accepts ``model``.
 
@@ -681,13 +707,14 @@ def check_model(model: onnx.ModelProto | str | Path) -> CheckReport:
             proto = onnx.inliner.inline_local_functions(proto)
         except Exception as exc:  # noqa: BLE001 - the C++ inliner raises untyped errors
             raise UsageError(f"cannot expand the model's local functions: {exc}") from None
+    inferred: list[onnx.ValueInfoProto] = []
     try:
-        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+        inferred = _inferred_value_info(proto)
     except Exception as exc:  # noqa: BLE001 - best effort: rules then use declared types only
         findings.append(_model_finding("types-unknown", "warning", "ONNX shape inference "
                                        f"failed ({type(exc).__name__}): type-dependent rules "
                                        "saw declared types only"))
-    findings += _check_graph(proto.graph, None, opset or 0, "", table)
+    findings += _check_graph(proto.graph, None, opset or 0, "", table, inferred)
     return CheckReport(findings, opset, table["trt_version_documented"])
 
 

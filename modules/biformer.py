@@ -12,19 +12,22 @@ Same class names, keywords and ``state_dict`` keys as rayleizhu/BiFormer's
 ``BiLevelRoutingAttention``).
 
 Differences from the reference, all numerically neutral:
-- No einops: windows are cut with one reshape/transpose of the (small) input, and the
-  q/k/v projections are run per head as one broadcast matmul, so queries, keys and values
-  come out directly as (N, heads, windows, pixels, c) with no per-tensor transposes.
-- The routed key/value windows are fetched with a single ``Gather`` (index_select) over
-  the flattened (N * heads * windows) axis, with indices built from the ``TopK`` output,
+- No einops. Windows are cut with one reshape/transpose of the (small) input. q and k are
+  projected per head by one broadcast matmul each (bias carried by an all-ones input
+  column, attention scale folded into the q weights), so they come out directly in
+  (N, heads, windows, pixels, c) layout. v is projected in image layout, where it feeds
+  the LePE conv as is, and is cut into per-head windows with one transpose.
+- The routed key/value windows are fetched with one ``Gather`` (index_select) each over the
+  flattened (N * heads * windows) axis, with row indices built from the ``TopK`` output,
   instead of ``torch.gather`` on a ``topk``-times expanded view with a 5-D expanded index
-  (a ``GatherElements`` that materialises an index as large as the gathered tensor).
-  The gathered block is already in the (windows*heads, topk*pixels, c) layout the
-  attention matmuls use.
+  (a ``GatherElements`` with an index as large as its output). The gathered block is
+  already in the (N*heads*windows, topk*pixels, c) layout the attention matmuls use.
 - The window means of q and k are taken as ``mean(x) @ W + b`` (the projection is affine,
   so this equals the mean of the projections) instead of projecting every pixel first.
-- Pooling of keys/values (``kv_downsample_mode``) is done on the per-head layout with
-  reshapes and reductions (adaptive pools with uneven bins by static slicing).
+- Pooling of keys/values (``kv_downsample_mode``) is done on the per-head window layout
+  with reshapes and reductions (adaptive pools with uneven bins by static slicing).
+- ``side_dwconv=0`` uses ``nn.Identity`` in place of the reference's zero lambda (no
+  parameters either way) and skips the zero add.
 ``TopK`` has a constant ``k`` and is sorted, as TensorRT requires.
 """
 from __future__ import annotations
@@ -221,7 +224,8 @@ class BiLevelRoutingAttention(nn.Module):
     def forward(self, x: Tensor, ret_attn_mask: bool = False):
         N, H_in, W_in, C = x.shape
         nw = self.n_win
-        if self.auto_pad:
+        pad_r = pad_b = 0
+        if self.auto_pad:  # zero-pad bottom/right to whole windows (cropped again at the end)
             pad_r = (nw - W_in % nw) % nw
             pad_b = (nw - H_in % nw) % nw
             if pad_r or pad_b:
@@ -250,7 +254,7 @@ class BiLevelRoutingAttention(nn.Module):
         k = (xw1 @ wk).reshape(N, m, p2, hs, ws, cq)
 
         # v in image layout (NHWC): feeds LePE directly and is cut into windows per head
-        v_img = F.linear(x, w_qkv[2 * qk :], self.qkv.qkv.bias[2 * qk :] if self.qkv.qkv.bias is not None else None)
+        v_img = F.linear(x, w_qkv[2 * qk :], b_qkv[2 * qk :])
         v = v_img.reshape(N, nw, hs, nw, ws, m, cv).permute(0, 5, 1, 3, 2, 4, 6)  # (N, m, j, i, y, x, cv)
         v = v.reshape(N, m, p2, hs, ws, cv)
         if self.side_dwconv > 0:
@@ -258,7 +262,7 @@ class BiLevelRoutingAttention(nn.Module):
 
         # routing on window means; the projection is affine, so mean(x) W + b = mean(x W + b)
         x_mean = xw.reshape(N, p2, w2, C).mean(dim=2)  # (N, p^2, C)
-        qk_win = F.linear(x_mean, w_qkv[: 2 * qk], None if self.qkv.qkv.bias is None else self.qkv.qkv.bias[: 2 * qk])
+        qk_win = F.linear(x_mean, w_qkv[: 2 * qk], b_qkv[: 2 * qk])  # (N, p^2, 2*qk)
         r_weight, r_idx = self.router(qk_win[..., :qk], qk_win[..., qk:])  # (N, p^2, topk) each
 
         # routed key/value windows, gathered in attention layout
@@ -278,7 +282,7 @@ class BiLevelRoutingAttention(nn.Module):
         if self.side_dwconv > 0:
             out = out + lepe
         out = self.wo(out)
-        if out.shape[1] != H_in or out.shape[2] != W_in:
+        if pad_r or pad_b:
             out = out[:, :H_in, :W_in, :]
         if ret_attn_mask:
             # reference layout: (N*p^2, m, w^2, topk*kw^2)

@@ -27,11 +27,10 @@ Differences from the reference, all numerically neutral:
 - Relative logits: instead of rel_to_abs pad/reshape tricks on expanded tensors, q is
   multiplied once by the stacked height/width tables and the needed entry
   (``table[key - query + window - 1]``) is picked with a constant 0/1 selector.
-- einsum/einops are replaced by matmul/reshape/permute; the mask is a constant.
+- einsum/einops are replaced by matmul/reshape/permute; the mask is a constant, and the
+  fill value is -65504 instead of -3.4e38 (same float32 output, no -inf in float16).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -48,24 +47,22 @@ class RelPosEmb(nn.Module):
         self.rel_height = nn.Parameter(torch.randn(height * 2 - 1, dim_head) * scale)
         self.rel_width = nn.Parameter(torch.randn(width * 2 - 1, dim_head) * scale)
 
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        """q: (n, b, b, d) block queries -> (n, b, b, K, K) logits for a K x K window.
+    def table(self) -> torch.Tensor:
+        """Per (query, key) pair embedding: (b*b, K*K, d) with
+        E[(x, y), (i, j)] = rel_height[i - x + K - 1] + rel_width[j - y + K - 1]."""
+        b = self.block_size
+        K = (self.rel_height.shape[0] + 1) // 2
+        dev = self.rel_height.device
+        idx = torch.arange(K, device=dev).unsqueeze(0) - torch.arange(b, device=dev).unsqueeze(1) + K - 1  # (b, K)
+        eh = self.rel_height[idx]  # (b, K, d): row x, key row i
+        ew = self.rel_width[idx]  # (b, K, d): col y, key col j
+        table = eh.reshape(b, 1, K, 1, -1) + ew.reshape(1, b, 1, K, -1)  # (x, y, i, j, d)
+        return table.reshape(b * b, K * K, -1)
 
-        Query (x, y) and key (i, j) get q . rel_height[i - x + K - 1] + q . rel_width[j - y + K - 1].
-        """
-        b = q.shape[-2]
-        R = self.rel_height.shape[0]  # 2K - 1
-        K = (R + 1) // 2
-        g = q @ torch.cat([self.rel_height, self.rel_width], dim=0).t()  # (..., b, b, 2R)
-        g = g.unsqueeze(-1)  # (..., b, b, 2R, 1)
-        # sel[x, r, i] = 1 where r == i - x + K - 1 (same table for the width axis with y)
-        pos = torch.arange(b, device=q.device).reshape(b, 1, 1)
-        r = torch.arange(R, device=q.device).reshape(1, R, 1)
-        k = torch.arange(K, device=q.device).reshape(1, 1, K)
-        sel = (r == k - pos + K - 1).to(q.dtype)  # (b, R, K)
-        logit_h = (g[..., :R, :] * sel.unsqueeze(1)).sum(dim=-2)  # (..., b, b, K): depends on (x, i)
-        logit_w = (g[..., R:, :] * sel).sum(dim=-2)  # (..., b, b, K): depends on (y, j)
-        return logit_h.unsqueeze(-1) + logit_w.unsqueeze(-2)  # (..., b, b, K, K)
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """q: (n, b*b, d) block queries -> (n, b*b, K*K) relative logits."""
+        rel = q.transpose(0, 1) @ self.table().transpose(1, 2)  # (b*b, n, d) @ (b*b, d, K*K)
+        return rel.transpose(0, 1)
 
 
 @register_module(
@@ -100,42 +97,47 @@ class HaloAttention(nn.Module):
         assert C == self.dim, f"channels for input ({C}) does not equal to the correct dimension ({self.dim})"
         K = b + 2 * halo
         nbh, nbw = H // b, W // b
+        nb, G = nbh * nbw, B * nh
         d = self.to_q.weight.shape[0] // nh
 
-        # q, k, v for every pixel in one matmul, then split into heads
-        w = torch.cat([self.to_q.weight * self.scale, self.to_kv.weight], dim=0)  # (3 * inner, C)
-        qkv = x.flatten(2).transpose(1, 2) @ w.t()  # (B, HW, 3 * inner)
-        qkv = qkv.reshape(B, H, W, 3, nh, d)
-        q = qkv[:, :, :, 0].reshape(B, nbh, b, nbw, b, nh, d).permute(0, 5, 1, 3, 2, 4, 6)  # (B, nh, nbh, nbw, b, b, d)
-        kv = qkv[:, :, :, 1:].permute(0, 3, 4, 1, 2, 5).reshape(B * 2 * nh, H, W, d)
+        # q and k/v for every pixel, heads split out: q (B*nh, H*W, d); kv (2, B*nh, H*W + 1, d),
+        # where the extra last row of every (part, head) is zero and stands for the zero padding
+        xt = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        qp = (self.to_q(xt) * self.scale).reshape(B, H * W, nh, d).transpose(1, 2).reshape(G * H * W, d)
+        kv = self.to_kv(xt).reshape(B, H * W, 2, nh, d).permute(2, 0, 3, 1, 4).reshape(2, G, H * W, d)
+        kv = F.pad(kv, (0, 0, 0, 1)).reshape(2 * G * (H * W + 1), d)
 
-        # halo windows: pad by `halo` (plus up to a block multiple), view as blocks and take the
-        # T x T neighbouring blocks of every block; window row = t * b + offset, first K kept
-        T = math.ceil(K / b)
-        Hp, Wp = (nbh + T - 1) * b, (nbw + T - 1) * b
-        kv = F.pad(kv, (0, 0, halo, Wp - W - halo, halo, Hp - H - halo))  # (B*2*nh, Hp, Wp, d)
-        kv = kv.reshape(B * 2 * nh, nbh + T - 1, b, nbw + T - 1, b, d)
-        kv = torch.stack([kv[:, ti : ti + nbh, :, tj : tj + nbw] for ti in range(T) for tj in range(T)], dim=1)
-        kv = kv.reshape(B * 2 * nh, T, T, nbh, b, nbw, b, d).permute(0, 3, 5, 1, 4, 2, 6, 7)
-        kv = kv.reshape(B * 2 * nh, nbh, nbw, T * b, T * b, d)
-        if T * b != K:
-            kv = kv[:, :, :, :K, :K]
-        kv = kv.reshape(B, 2, nh, nbh, nbw, K * K, d)
-        k, v = kv[:, 0], kv[:, 1]  # (B, nh, nbh, nbw, K*K, d)
+        # block queries and halo windows are row gathers with constant indices
+        dev = x.device
+        ar_b, ar_k = torch.arange(b, device=dev), torch.arange(K, device=dev)
+        row_q = (torch.arange(nbh, device=dev).reshape(nbh, 1) * b + ar_b).reshape(nbh, 1, b, 1)
+        col_q = (torch.arange(nbw, device=dev).reshape(nbw, 1) * b + ar_b).reshape(1, nbw, 1, b)
+        pix_q = row_q * W + col_q  # (nbh, nbw, b, b)
+        row_k = (torch.arange(nbh, device=dev).reshape(nbh, 1) * b + ar_k - halo).reshape(nbh, 1, K, 1)
+        col_k = (torch.arange(nbw, device=dev).reshape(nbw, 1) * b + ar_k - halo).reshape(1, nbw, 1, K)
+        inside = (row_k >= 0) & (row_k < H) & (col_k >= 0) & (col_k < W)  # (nbh, nbw, K, K)
+        pix_k = torch.where(inside, row_k * W + col_k, H * W)  # outside -> the zero row
+        heads = torch.arange(G, device=dev).reshape(G, 1, 1, 1, 1)
+        idx_q = heads * (H * W) + pix_q  # (G, nbh, nbw, b, b)
+        idx_k = heads * (H * W + 1) + pix_k  # (G, nbh, nbw, K, K)
+        q = qp.index_select(0, idx_q.reshape(-1)).reshape(G * nb, b * b, d)
+        k = kv.index_select(0, idx_k.reshape(-1)).reshape(G * nb, K * K, d)
+        v = kv.index_select(0, (idx_k + G * (H * W + 1)).reshape(-1)).reshape(G * nb, K * K, d)
+        # the same queries ordered (query pixel, block) for the relative logits
+        q_t = qp.index_select(0, idx_q.permute(3, 4, 0, 1, 2).reshape(-1)).reshape(b * b, G * nb, d)
 
         # logits: q.k plus relative position terms (q already carries the scale, as in the reference)
-        sim = q.reshape(B, nh, nbh, nbw, b * b, d) @ k.transpose(-2, -1)  # (B, nh, nbh, nbw, b*b, K*K)
-        sim = sim + self.rel_pos_emb(q.reshape(-1, b, b, d)).reshape(B, nh, nbh, nbw, b * b, K * K)
+        rel = q_t @ self.rel_pos_emb.table().transpose(1, 2)  # (b*b, G*nb, K*K)
+        sim = q @ k.transpose(1, 2) + rel.transpose(0, 1)  # (G*nb, b*b, K*K)
 
-        # window pixels inside the image (constant); the reference fills those (see module doc)
-        ar = torch.arange(K, device=x.device)
-        rows = torch.arange(nbh, device=x.device).unsqueeze(1) * b + ar - halo  # (nbh, K)
-        cols = torch.arange(nbw, device=x.device).unsqueeze(1) * b + ar - halo  # (nbw, K)
-        inside = ((rows >= 0) & (rows < H)).reshape(nbh, 1, K, 1) & ((cols >= 0) & (cols < W)).reshape(1, nbw, 1, K)
+        # the reference fills the window pixels inside the image (see module doc)
         fill = ~inside if self.mask_padding else inside
-        sim = sim.masked_fill(fill.reshape(nbh, nbw, 1, K * K), -torch.finfo(sim.dtype).max)
+        # fill value: the reference uses -finfo(float32).max; -65504 (the float16 limit) gives the
+        # same float32 result (filled entries still underflow to exactly 0 next to real logits, and
+        # an all-filled row is uniform either way) but stays finite if the engine runs in float16
+        sim = sim.reshape(G, nb, b * b, K * K).masked_fill(fill.reshape(nb, 1, K * K), -65504.0)
 
-        out = sim.softmax(dim=-1) @ v  # (B, nh, nbh, nbw, b*b, d)
+        out = sim.softmax(dim=-1).reshape(G * nb, b * b, K * K) @ v  # (G*nb, b*b, d)
         # merge heads and blocks: (B, nh, nbh, nbw, b, b, d) -> (B, nbh, b, nbw, b, nh, d) = (B, H, W, inner)
         out = out.reshape(B, nh, nbh, nbw, b, b, d).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, H, W, nh * d)
         return self.to_out(out).permute(0, 3, 1, 2)  # (B, C, H, W)

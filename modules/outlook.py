@@ -9,23 +9,27 @@ Same class name, keywords and ``state_dict`` keys as External-Attention-pytorch'
 ``OutlookAttention.py``.
 
 Differences from the reference (same function, different evaluation order):
-- No ``nn.Unfold``/``F.fold``: ``F.fold`` exports to ``Col2Im``, which TensorRT rejects
-  (and opset 17 cannot express). Written out, unfold -> matmul -> fold is
-  ``y[q] = sum_d A[q, d] * v[q + d]`` over the (2k-1)^2 relative offsets ``d``, where
-  ``A[q, d]`` sums the attention weights ``a[r, i, j]`` of the window slots ``(i, j)``
-  whose source location ``r`` lands slot ``i`` on ``q`` and reads slot ``j`` at ``q + d``.
-  ``A`` is built from ``a`` with k*k shifted, zero-padded slices (small tensors; a
-  zero-interleave handles stride > 1). The aggregation is then one batched matmul per
-  output row: a banded (W x (2k-1)*Wp) matrix holding ``A`` times the 2k-1 zero-padded
-  rows around it. This replaces the reference's per-location (k*k x k*k) @ (k*k x C)
-  matmuls on a k*k times expanded tensor, which are tiny GEMMs that run slowly in both
-  PyTorch and ONNX Runtime, and it needs no layout transposes of expanded tensors.
-- With one head the aggregation weights are shared by all channels, so they commute
-  with ``v_pj``: the input is aggregated and ``proj(v_pj(.))`` is applied as one linear map
-  with weight ``proj.weight @ v_pj.weight`` (a constant in the exported graph; in eager it
-  is formed only when there are more pixels than channels, where it saves work). A
-  ``v_pj`` bias is carried by an extra all-ones channel, so zero padding behaves exactly
-  as in the reference.
+- No ``nn.Unfold``/``F.fold``. ``F.fold`` exports to ``Col2Im``, which TensorRT rejects
+  (and opset 17 cannot express), and the per-location (k*k x k*k) @ (k*k x C) matmuls on a
+  k*k times expanded value tensor are tiny GEMMs that run slowly in PyTorch and ONNX
+  Runtime alike. Written out, unfold -> matmul -> fold is ``y[q] = sum_d A[q, d] v[q + d]``
+  over the (2k-1)^2 relative offsets ``d``, with ``A[q, d]`` the sum of the attention
+  weights ``a[r, i, j]`` whose window slot ``i`` of location ``r`` lands on ``q`` and whose
+  read slot ``j`` sits at ``q + d``. ``A`` is one ``ConvTranspose`` (stride, padding as the
+  fold) of ``a`` with a constant 0/1 kernel (a non-persistent buffer, not in
+  ``state_dict``). The sum over ``d`` is one batched matmul per output row: a banded
+  (W x (2k-1)*Wp) matrix made from ``A`` by a pad/reshape skew, times the 2k-1 zero-padded
+  source rows around that row, fetched with one ``Gather``.
+- With one head the weights ``A`` are shared by all channels and commute with ``v_pj``,
+  so the input itself is aggregated and ``proj(v_pj(.))`` is applied as one linear map with
+  weight ``proj.weight @ v_pj.weight`` (a constant in the exported graph; in eager it is
+  formed only when there are more pixels than channels, where it saves work). A ``v_pj``
+  bias is carried by an extra all-ones channel, so zero padding acts as in the reference.
+- The reference builds ``nn.Unfold(kernel_size, padding, stride)`` positionally, i.e.
+  with dilation=padding and padding=stride. Both readings agree for kernel_size=3,
+  padding=1, stride=1; otherwise the reference fails on all but a few tiny map sizes
+  (e.g. kernel 5 / padding 2 / stride 2 only at 8x8 and 9x9). Other settings here follow
+  VOLO: unfold and fold both with the given padding and stride.
 - The stride-1 ``AvgPool2d`` (an identity) is skipped.
 """
 from __future__ import annotations

@@ -12,8 +12,9 @@ bias, and its sigmoid gates the group. Same class name, keyword and ``state_dict
 Differences (graph only, same math): the input is viewed once as (B, G, C/G, H*W) instead
 of being reshaped back and forth between (B*G, ...) layouts, the per-position dot product
 is a batched MatMul with the group's mean vector instead of a full-size Mul + ReduceSum,
-the pool is a ``ReduceMean``, and the unbiased std is written out (sum of squares over
-``H*W - 1``) rather than left to the exporter.
+the pool is a ``ReduceMean``, the unbiased std is one ``ReduceL2`` scaled by
+``1 / sqrt(H*W - 1)``, and the per-group weight and bias broadcast on the (B, G, 1, H*W)
+map without reshaping it to (B, G, H, W) and back.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class SpatialGroupEnhance(nn.Module):
         mean = xg.mean(dim=3).unsqueeze(2)  # group's average feature: (B, G, 1, C/G)
         t = torch.matmul(mean, xg)  # similarity per position: (B, G, 1, HW)
         t = t - t.mean(dim=3, keepdim=True)
-        std = torch.sqrt((t * t).sum(dim=3, keepdim=True) / (n - 1)) + 1e-5  # unbiased, as torch.std
-        t = (t / std).reshape(b, g, h, w) * self.weight + self.bias  # (B, G, H, W)
-        gate = self.sig(t).reshape(b, g, 1, n)
-        return (xg * gate).reshape(b, c, h, w)
+        # unbiased std as torch.std: ||t|| / sqrt(HW - 1) (one ReduceL2)
+        std = torch.linalg.vector_norm(t, dim=3, keepdim=True) * (n - 1) ** -0.5 + 1e-5
+        t = t / std * self.weight + self.bias  # (1, G, 1, 1) broadcasts over (B, G, 1, HW)
+        return (xg * self.sig(t)).reshape(b, c, h, w)

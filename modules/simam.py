@@ -5,9 +5,10 @@ Yang et al., ICML 2021, https://proceedings.mlr.press/v139/yang21o.html
 Each activation is weighted by a sigmoid of its inverse energy: its squared distance from
 the channel mean, normalised by the channel variance (over ``H * W - 1``) plus ``e_lambda``.
 Same class name and keywords as External-Attention-pytorch's ``SimAM.py`` (``channels`` is
-accepted and unused, as there). The per-channel denominator is computed once on the
-(B, C, 1, 1) statistics and applied as a multiply, so the graph has one full-size
-Div-free chain: Sub -> Mul -> ReduceSum -> ... -> Mul -> Add -> Sigmoid -> Mul.
+accepted and unused, as there). Graph only, same math: the per-channel factor
+``1 / (4 * (var + lambda))`` is computed once on the (B, C, 1, 1) statistics, as
+``(n / 4) / (sum + n * lambda)`` (two nodes instead of four), and applied with a Mul
+instead of a full-size Div.
 """
 from __future__ import annotations
 
@@ -38,6 +39,6 @@ class SimAM(nn.Module):
         n = x.shape[2] * x.shape[3] - 1
         d = x - x.mean(dim=(2, 3), keepdim=True)
         d2 = d * d  # (B, C, H, W)
-        # 1 / (4 * (var + lambda)) per channel: (B, C, 1, 1)
-        inv = 1.0 / (4.0 * (d2.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda))
+        # 1 / (4 * (sum / n + lambda)) rewritten as (n / 4) / (sum + n * lambda): (B, C, 1, 1)
+        inv = (n / 4) / (d2.sum(dim=(2, 3), keepdim=True) + n * self.e_lambda)
         return x * torch.sigmoid(d2 * inv + 0.5)
