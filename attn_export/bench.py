@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -116,9 +117,10 @@ def bench_module(name: str, threads: int, peak_gflops: float, shapes: Optional[S
             module(*inputs)
 
     functions: Dict[str, Callable[[], object]] = {"eager": eager, "ort": lambda: ort.run(feeds)}
-    if gpu:
-        functions.update(_gpu_functions(module, graph.model, inputs, feeds))
-    latencies = time_side_by_side(functions)
+    with tempfile.TemporaryDirectory(prefix="attn-export-bench-") as workdir:
+        if gpu:
+            functions.update(_gpu_functions(graph.model, feeds, Path(workdir)))
+        latencies = time_side_by_side(functions)
     flops = count_flops(module, inputs)
     eager_lat, ort_lat = latencies.pop("eager"), latencies.pop("ort")
     ort_gflops = flops / (ort_lat.median_ms * 1e-3) / 1e9
@@ -136,16 +138,28 @@ def bench_module(name: str, threads: int, peak_gflops: float, shapes: Optional[S
     )
 
 
-def _gpu_functions(module, model, inputs, feeds) -> Dict[str, Callable[[], object]]:
-    """ORT CUDA and TensorRT timings, when this host has them."""
-    functions: Dict[str, Callable[[], object]] = {}
+def _gpu_functions(model, feeds, workdir: Path) -> Dict[str, Callable[[], object]]:
+    """ONNX Runtime CUDA and TensorRT fp32/fp16 runners, for the backends this host has."""
     import onnxruntime
 
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        from .backends import OnnxRuntimeBackend
+    from .backends import OnnxRuntimeBackend
+    from .backends import tensorrt as trt_backend
 
+    functions: Dict[str, Callable[[], object]] = {}
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         cuda = OnnxRuntimeBackend(model.SerializeToString(), provider="CUDAExecutionProvider")
         functions["ort-cuda"] = lambda: cuda.run(feeds)
+    if trt_backend.tensorrt_unavailable_reason() is None:
+        from .fp16 import convert_to_fp16
+
+        graphs = {"fp32": model, "fp16": convert_to_fp16(model, dict(feeds)).model}
+        for precision, graph in graphs.items():
+            onnx_path = workdir / f"{precision}.onnx"
+            onnx_path.write_bytes(graph.SerializeToString())
+            engine_path = workdir / f"{precision}.engine"
+            trt_backend.build_engine(onnx_path, engine_path, precision=precision, timing_cache=workdir / "timing.cache")
+            engine = trt_backend.TensorRTBackend(engine_path, precision=precision)
+            functions[f"trt-{precision}"] = lambda e=engine: e.run(feeds)
     return functions
 
 
@@ -231,8 +245,9 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
     for name in _progress(names, "bench", progress):
         row = bench_module(name, threads, peak, gpu=gpu)
         rows.append(row)
+        gpu_text = "".join(f"  {k} {v.median_ms:.3f} ms ({row.eager.median_ms / v.median_ms:.1f}x)" for k, v in row.extra.items())
         report(f"{row.name:<28}{row.flops / 1e6:>9.1f}{row.eager.median_ms:>10.3f}{row.eager.p90_ms:>8.3f}"
-               f"{row.ort.median_ms:>9.3f}{row.ort.p90_ms:>8.3f}{row.ratio:>7.2f}x{100 * row.ort_peak_fraction:>6.0f}%")
+               f"{row.ort.median_ms:>9.3f}{row.ort.p90_ms:>8.3f}{row.ratio:>7.2f}x{100 * row.ort_peak_fraction:>6.0f}%{gpu_text}")
     ratios = [r.ratio for r in rows]
     big = [r for r in rows if r.flops >= 100e6]
     summary = {

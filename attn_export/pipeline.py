@@ -196,6 +196,8 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
         "seed": options.seed,
         "weights": {"file": str(options.weights), "sha256": file_sha256(Path(options.weights))} if options.weights else None,
         "inputs": [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()],
+        # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
+        "unused_inputs": [n for n in feeds if n not in {i.name for i in graph.model.graph.input}],
         "outputs": [{"name": n, "shape": list(r.shape), "dtype": "float32"} for n, r in zip(output_names, references)],
         "onnx": {
             "file": onnx_path.name,

@@ -24,9 +24,16 @@ What differs from the reference, and why (same outputs):
   large maps (more than ``dense_max_positions`` positions) a gathered-window path is used
   instead, so memory stays linear in the map size.
 - The position map is built from a constant grid and mapped by ``conv_p``'s weights with a
-  MatMul (the reference's traced ``linspace`` exports in float64, which ORT cannot run).
+  MatMul (the reference's traced ``linspace`` exports in float64, and ORT has no float64
+  Conv, so its graph does not load).
 - q, k, v come from one 1x1 conv over the concatenated weights, and ``fc`` is a MatMul over
   the (q|k|v, head) axis, which is already contiguous in that layout.
+- ``dep_conv`` (``head_dim`` groups of ``kernel_conv**2`` inputs) is run as a depthwise conv:
+  ORT runs grouped convs with few channels per group as one small GEMM per group (~100 us
+  here), but has a fast depthwise kernel. Repeating ``fc``'s rows gives one copy of the
+  group's maps per output channel, the depthwise conv applies ``dep_conv.weight`` (with
+  ``rate2`` folded in) tap by tap, and a MatMul with a ones vector sums over the
+  ``kernel_conv**2`` inputs.
 """
 from __future__ import annotations
 
@@ -59,7 +66,9 @@ def _window_sources(n: int, n_out: int, kernel: int, pad: int, stride: int) -> n
     return _reflect(t, n)
 
 
-def _window_bias(h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int) -> torch.Tensor:
+def _window_bias(
+    h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int
+) -> torch.Tensor:
     """(ho*wo, h*w) log of how often each position falls in each query's window (-inf: never)."""
     counts = []
     for n, n_out in ((h, ho), (w, wo)):
@@ -72,7 +81,9 @@ def _window_bias(h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride
         return torch.from_numpy(np.log(visits).astype(np.float32))
 
 
-def _window_index(h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int) -> torch.Tensor:
+def _window_index(
+    h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int
+) -> torch.Tensor:
     """(ho*wo*kernel*kernel,) flat source position of every window tap, query-major."""
     si = _window_sources(h, ho, kernel, pad, stride)  # (ho, k)
     sj = _window_sources(w, wo, kernel, pad, stride)  # (wo, k)
@@ -93,7 +104,8 @@ def init_rate_half(tensor: torch.Tensor) -> None:
     url="https://arxiv.org/abs/2111.14556",
 )
 class ACmix(nn.Module):
-    # Above this many positions the dense (positions x positions) logits get large; use windows.
+    # Dense attention (a positions x positions bias) up to this many positions (32x32; it
+    # measured faster than gathered windows up to there), gathered windows above.
     dense_max_positions = 1024
 
     def __init__(
@@ -153,18 +165,26 @@ class ACmix(nn.Module):
         key = (kind, *args, str(like.device), like.dtype)
         if key not in self._consts:
             build = {"pos": position, "bias": _window_bias, "index": _window_index}[kind]
-            const = build(*args)
-            self._consts[key] = const.to(like.device, like.dtype if const.is_floating_point() else None)
+            # built as a normal tensor: a cached inference tensor would break a later export
+            with torch.inference_mode(False):
+                const = build(*args)
+                dtype = like.dtype if const.is_floating_point() else None
+                self._consts[key] = const.to(like.device, dtype)
         return self._consts[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         h, w = int(h), int(w)  # static: the window constants depend on them
-        s, hd, nh, ka, pad = self.stride, self.head_dim, self.head, self.kernel_att, self.padding_att
+        s, hd, nh = self.stride, self.head_dim, self.head
+        ka, pad = self.kernel_att, self.padding_att
         ho = (h + 2 * pad - ka) // s + 1  # attention windows (the reference's unfold)
         wo = (w + 2 * pad - ka) // s + 1
         if (ho, wo) != ((h - 1) // s + 1, (w - 1) // s + 1):
-            raise ValueError(f"kernel_att={ka}, dilation={self.dilation} give {ho}x{wo} windows on {h}x{w}")
+            raise ValueError(
+                f"kernel_att={ka}, dilation={self.dilation} give {ho}x{wo} windows on {h}x{w}"
+            )
+        if pad >= min(h, w):
+            raise ValueError(f"reflection padding {pad} needs a map larger than {h}x{w}")
 
         # q | k | v in one 1x1 conv: (B, C_in, H, W) -> (B, 3C, H, W)
         weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight], 0)
@@ -174,7 +194,8 @@ class ACmix(nn.Module):
 
         # ---- attention path
         loc = self._const("pos", x, h, w).view(2, h * w)
-        pe = torch.matmul(self.conv_p.weight.view(hd, 2), loc) + self.conv_p.bias.view(hd, 1)  # (hd, HW)
+        # conv_p on the grid: (hd, 2) @ (2, HW) -> (hd, HW)
+        pe = torch.matmul(self.conv_p.weight.view(hd, 2), loc) + self.conv_p.bias.view(hd, 1)
         k = k - pe  # logits q . (k - pe); the q . pe_query term cancels in the softmax
         q = q * float(hd) ** -0.5
         if s > 1:
@@ -187,7 +208,8 @@ class ACmix(nn.Module):
             index = self._const("index", x, h, w, ho, wo, ka, pad, s)
             kw = torch.index_select(k.transpose(-1, -2), 2, index).view(b, nh, ho * wo, ka * ka, hd)
             vw = torch.index_select(v.transpose(-1, -2), 2, index).view(b, nh, ho * wo, ka * ka, hd)
-            logits = torch.matmul(q.transpose(-1, -2).unsqueeze(-2), kw.transpose(-1, -2))  # (B, head, HoWo, 1, k*k)
+            # (B, head, HoWo, 1, hd) @ (B, head, HoWo, hd, k*k) -> (B, head, HoWo, 1, k*k)
+            logits = torch.matmul(q.transpose(-1, -2).unsqueeze(-2), kw.transpose(-1, -2))
             out_att = torch.matmul(torch.softmax(logits, dim=-1), vw)  # (B, head, HoWo, 1, hd)
             out_att = out_att.view(b, nh, ho * wo, hd).transpose(-1, -2)
         out_att = out_att.reshape(b, self.out_planes, ho, wo)
@@ -201,17 +223,22 @@ class ACmix(nn.Module):
         kc2 = self.kernel_conv * self.kernel_conv
         m = self.out_planes // hd  # dep_conv outputs per group
         fc = self.fc.weight.view(kc2, 1, 3 * nh).expand(kc2, m, 3 * nh).reshape(kc2 * m, 3 * nh)
-        f_rep = torch.matmul(fc, qkv.view(b, 3 * nh, hd * h * w))  # (B, kc2*m, hd*HW), rows (kc2, m)
+        f_rep = torch.matmul(fc, qkv.view(b, 3 * nh, hd * h * w))  # (B, kc2*m, hd*HW)
         dw_weight = (
             self.dep_conv.weight.view(hd, m, kc2, self.kernel_conv, self.kernel_conv)
             .permute(2, 1, 0, 3, 4)
             .reshape(kc2 * m * hd, 1, self.kernel_conv, self.kernel_conv)
-        ) * self.rate2  # channel (kc2, m, hd) <- dep_conv.weight[hd * m + m, kc2]; rate2 folded in
+        ) * self.rate2  # channel (j, i, d) <- dep_conv.weight[d * m + i, j]; rate2 folded in
         dc = self.dep_conv
-        y = F.conv2d(f_rep.view(b, kc2 * m * hd, h, w), dw_weight, None, dc.stride, dc.padding, dc.dilation, kc2 * m * hd)
+        groups = kc2 * m * hd
+        y = F.conv2d(
+            f_rep.view(b, groups, h, w), dw_weight, None, dc.stride, dc.padding, dc.dilation, groups
+        )
         hc, wc = y.shape[-2:]
         ones = y.new_ones(1, kc2)  # the kc2 sum as a MatMul: ORT's ReduceSum here is ~5x slower
-        out_conv = torch.matmul(ones, y.view(b, kc2, m * hd * hc * wc))  # (B, 1, m*hd*HcWc), channels (m, hd)
-        out_conv = out_conv.view(b, m, hd, hc * wc).transpose(1, 2).reshape(b, self.out_planes, hc, wc)
+        out_conv = torch.matmul(ones, y.view(b, kc2, m * hd * hc * wc))  # (B, 1, m*hd*HcWc)
+        # channels (m, hd) -> (hd, m), the reference's order
+        out_conv = out_conv.view(b, m, hd, hc * wc).transpose(1, 2)
+        out_conv = out_conv.reshape(b, self.out_planes, hc, wc)
 
         return self.rate1 * out_att + out_conv

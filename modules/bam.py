@@ -63,7 +63,9 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    def __init__(self, channel: int, reduction: int = 16, num_layers: int = 3, dia_val: int = 2) -> None:
+    def __init__(
+        self, channel: int, reduction: int = 16, num_layers: int = 3, dia_val: int = 2
+    ) -> None:
         super().__init__()
         mid = channel // reduction
         self.num_layers = num_layers
@@ -74,7 +76,8 @@ class SpatialAttention(nn.Module):
         self.sa.add_module("relu_reduce1", nn.ReLU())
         for i in range(num_layers):
             # padding 1 with dilation d, as in the golden revision: shrinks H, W by 2 * (d - 1)
-            self.sa.add_module(f"conv_{i}", nn.Conv2d(mid, mid, kernel_size=3, padding=1, dilation=dia_val))
+            conv = nn.Conv2d(mid, mid, kernel_size=3, padding=1, dilation=dia_val)
+            self.sa.add_module(f"conv_{i}", conv)
             self.sa.add_module(f"bn_{i}", nn.BatchNorm2d(mid))
             self.sa.add_module(f"relu_{i}", nn.ReLU())
         self.sa.add_module("last_conv", nn.Conv2d(mid, 1, kernel_size=1))
@@ -88,7 +91,8 @@ class SpatialAttention(nn.Module):
         for layer in self.sa:
             if keep_size and isinstance(layer, nn.Conv2d) and layer.kernel_size[0] == 3:
                 # later revisions' padding="same": pad by the dilation, H, W unchanged
-                y = F.conv2d(y, layer.weight, layer.bias, padding=layer.dilation, dilation=layer.dilation)
+                d = layer.dilation
+                y = F.conv2d(y, layer.weight, layer.bias, padding=d, dilation=d)
             else:
                 y = layer(y)
         return y  # (B, C, H, W) -> (B, 1, H, W), or (B, 1, 1, 1)

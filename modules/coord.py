@@ -61,12 +61,13 @@ class CoordAtt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        # row strip (N, C, H) and column strip (N, C, W), joined along the strip axis: (N, C, H + W, 1)
+        # row strip (N, C, H) and column strip (N, C, W), joined: (N, C, H + W, 1)
         y = torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2).unsqueeze(-1)
         y = self.act(self.bn1(self.conv1(y)))  # (N, mip, H + W, 1)
         y_h, y_w = torch.split(y, [h, w], dim=2)
         a_h = torch.sigmoid(self.conv_h(y_h))  # (N, oup, H, 1)
-        a_w = torch.sigmoid(self.conv_w(y_w)).reshape(n, -1, 1, w)  # (N, oup, W, 1) -> (N, oup, 1, W)
+        # (N, oup, W, 1) -> (N, oup, 1, W): moving a size-1 axis is a reshape
+        a_w = torch.sigmoid(self.conv_w(y_w)).reshape(n, -1, 1, w)
         # one full-size gate as a batched outer product (MatMul), then one same-shape Mul:
         # on ONNX Runtime about 2x faster than two broadcasting Muls
         return x * torch.matmul(a_h, a_w)

@@ -12,9 +12,8 @@ an ``H x W`` token grid) and the ``keys``/``values`` arguments are ignored.
 
 Differences, for export: ``reshape``/``transpose`` instead of ``view`` on permuted tensors,
 a Python-float scale, and no empty ``nn.Sequential`` (it held no parameters). With
-``ratio > 1`` the TorchScript exporter would drop the unused ``keys``/``values`` inputs, so
-the graph would not match the forward signature; during export they pass through an
-always-false ``Where`` (on one element of each, output unchanged) to stay graph inputs.
+``ratio > 1`` the exported graph has only the ``queries`` input, since nothing reads the
+others; the manifest lists them as unused.
 """
 from __future__ import annotations
 
@@ -101,15 +100,7 @@ class EMSA(nn.Module):
         q = self.fc_q(queries).reshape(b, nq, self.h, self.d_k).transpose(1, 2)  # (B, h, Nq, d_k)
 
         if self.ratio > 1:
-            src = queries
-            if torch.onnx.is_in_onnx_export():
-                # keys/values are unused here (as in the reference), and the exporter would drop
-                # them from the graph; an always-false select keeps all three graph inputs.
-                # One element of each, so any keys/values shape broadcasts.
-                never = torch.zeros((), dtype=torch.bool)
-                unused = torch.where(never, keys.reshape(-1)[:1], values.reshape(-1)[:1])  # (1,)
-                src = torch.where(never, unused, queries)
-            x = src.transpose(1, 2).reshape(b, c, self.H, self.W)  # (B, Nq, C) -> (B, C, H, W)
+            x = queries.transpose(1, 2).reshape(b, c, self.H, self.W)  # (B, Nq, C) -> (B, C, H, W)
             x = self.sr_conv(x)  # (B, C, H', W')
             x = self.sr_ln(x.flatten(2).transpose(1, 2))  # (B, N', C)
             kv_in_k = kv_in_v = x

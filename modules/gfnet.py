@@ -14,11 +14,12 @@ matrix products with DFT bases precomputed in float64 at construction (non-persi
 buffers, so not in the ``state_dict``):
 
 1. ``rfft`` along the width: ``(2w, b) @ x`` gives real and imaginary parts stacked.
-2. complex DFT along the height: one real ``(2h, 2h)`` matrix acting on (row, re/im) pairs.
+2. complex DFT along the height: one real ``(2h, 2h)`` matrix acting on (row, re|im) pairs.
 3. filter and inverse DFT along the height in one product: with ``Y = (Wr + iWi) X`` and the
    inverse ``G`` complex-linear, ``G Y = G (Wr X) + i G (Wi X)``; so the filter is a single
-   broadcast multiply producing ``[Wr X; Wi X]`` and the inverse uses the real ``(2h, 4h)``
-   matrix ``[G, iG]``.
+   broadcast multiply producing ``[Wr X; Wi X]``, and the inverse is the real ``(2h, 4h)``
+   matrix ``[G, iG]``. (Measured against the elementwise complex product, 4 small nodes:
+   ~8% faster on ONNX Runtime with 2 threads.)
 4. ``irfft`` along the width: ``(b, 2w)`` with the half-spectrum weights (bins 0 and, for
    even ``b``, ``b/2`` count once, the others twice; the sines vanish on those bins, which is
    exactly ``irfft`` dropping their imaginary parts).
@@ -98,7 +99,9 @@ class GlobalFilter(nn.Module):
             self.register_buffer(f"fwd_w_{parity}", fwd_w, persistent=False)
             self.register_buffer(f"inv_w_{parity}", inv_w, persistent=False)
 
-    def forward(self, x: torch.Tensor, spatial_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, spatial_size: Optional[Sequence[int]] = None
+    ) -> torch.Tensor:
         B, N, C = x.shape
         if spatial_size is None:
             a = b = int(math.sqrt(N))
@@ -115,10 +118,13 @@ class GlobalFilter(nn.Module):
 
         x = x.view(B, a, b, C).to(self.fwd_h.dtype)  # the reference computes in float32
         z = torch.matmul(fwd_w, x)  # rfft along width: (B, a, b, C) -> (B, a, 2w, C)
-        z = torch.matmul(self.fwd_h, z.reshape(B, 2 * a, w * C))  # DFT along height: (B, 2a, wC), rows (re|im, k)
+        # DFT along height: (B, a, 2w, C) as (B, 2a, wC) -> (B, 2a, wC), rows (re|im, k)
+        z = torch.matmul(self.fwd_h, z.reshape(B, 2 * a, w * C))
         # [Wr; Wi] as (2, 1, h, w, C) against (B, 1, 2, a, w, C) -> (B, 2, 2, a, w, C)
-        filt = self.complex_weight.permute(3, 0, 1, 2).unsqueeze(1)
+        filt = self.complex_weight.permute(3, 0, 1, 2).unsqueeze(1).contiguous()
         z = z.view(B, 1, 2, a, w, C) * filt
-        z = torch.matmul(self.inv_h, z.reshape(B, 4 * a, w * C))  # inverse along height: (B, 2a, wC), rows (m, re|im)
-        z = torch.matmul(inv_w, z.view(B, a, 2 * w, C))  # irfft along width: (B, a, 2w, C) -> (B, a, b, C)
+        # inverse along height: (B, 4a, wC) -> (B, 2a, wC), rows (m, re|im)
+        z = torch.matmul(self.inv_h, z.view(B, 4 * a, w * C))
+        # irfft along width: (B, a, 2w, C) -> (B, a, b, C)
+        z = torch.matmul(inv_w, z.view(B, a, 2 * w, C))
         return z.reshape(B, N, C)

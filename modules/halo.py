@@ -11,24 +11,30 @@ Same class names, keywords and ``state_dict`` keys as External-Attention-pytorch
 Kept from the reference on purpose: its padding mask is inverted. ``masked_fill`` is
 applied where the unfolded all-ones map is 1, i.e. to the keys *inside* the image, and
 the padded keys are kept. So a block whose neighbourhood reaches over the border attends
-only to padding (whose keys and values are 0), and an interior block has every logit set
-to the same value and averages its neighbourhood values uniformly. The golden vectors
-(and any weights trained with the reference) follow this behaviour, so this module
-reproduces it exactly: same logits (q.k + relative terms), same fill value, same softmax.
+only to padding (whose keys and values are 0) and outputs ``to_out.bias``, and an
+interior block gets equal logits everywhere and averages its neighbourhood values; q and
+the relative embeddings cannot change the output. The golden vectors (and any weights
+trained with the reference) follow this behaviour, so this module computes the same
+logits (q.k + relative terms), applies the same mask and softmax, and matches exactly.
 Set ``mask_padding = True`` (class or instance attribute) for the paper's intent: mask
-the padding instead.
+the padding instead (checked against the reference with the mask negated).
 
 Differences from the reference, all numerically neutral:
-- ``to_q``/``to_kv`` have no bias and zero padding maps to zero, so keys and values are
-  projected per pixel (one matmul together with q) and then cut into halo windows, instead
-  of projecting every unfolded window pixel ((block + 2 * halo)^2 / block^2 times the work).
-- ``F.unfold`` (Im2Col) is replaced by block-aligned slicing: the padded map is viewed as
-  blocks and each window is ``ceil(window / block)``^2 neighbouring blocks.
-- Relative logits: instead of rel_to_abs pad/reshape tricks on expanded tensors, q is
-  multiplied once by the stacked height/width tables and the needed entry
-  (``table[key - query + window - 1]``) is picked with a constant 0/1 selector.
+- ``to_q``/``to_kv`` have no bias and zero padding maps to zero, so q, k, v are projected
+  per pixel and then cut into blocks / halo windows, instead of projecting every unfolded
+  window pixel ((block + 2 * halo)^2 / block^2 times the work for k and v).
+- ``F.unfold`` (Im2Col) and the einops block rearranges are row ``Gather``s with constant
+  indices on the per-head (pixels, d) projections; an appended zero row stands for the
+  padding. The gathers produce (heads * blocks, pixels, d) directly, so the attention
+  needs no transposes.
+- Relative logits: instead of rel_to_abs pad/reshape tricks and 5-D expands, the
+  per-(query, key) embedding ``rel_height[i - x + K - 1] + rel_width[j - y + K - 1]``
+  is tabulated from the parameters (a constant in the exported graph) and applied to the
+  queries with one batched matmul over the b*b query positions.
 - einsum/einops are replaced by matmul/reshape/permute; the mask is a constant, and the
-  fill value is -65504 instead of -3.4e38 (same float32 output, no -inf in float16).
+  fill value is -65504 instead of -3.4e38: the same float32 output (filled entries still
+  underflow to exactly 0 next to real logits, and an all-filled row is uniform either
+  way), and no -inf when an engine runs the graph in float16.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_module
+
 
 class RelPosEmb(nn.Module):
     def __init__(self, block_size: int, rel_size: int, dim_head: int) -> None:
@@ -132,9 +139,7 @@ class HaloAttention(nn.Module):
 
         # the reference fills the window pixels inside the image (see module doc)
         fill = ~inside if self.mask_padding else inside
-        # fill value: the reference uses -finfo(float32).max; -65504 (the float16 limit) gives the
-        # same float32 result (filled entries still underflow to exactly 0 next to real logits, and
-        # an all-filled row is uniform either way) but stays finite if the engine runs in float16
+        # fill -65504 (float16 limit) instead of -finfo(float32).max: same float32 result (module doc)
         sim = sim.reshape(G, nb, b * b, K * K).masked_fill(fill.reshape(nb, 1, K * K), -65504.0)
 
         out = sim.softmax(dim=-1).reshape(G * nb, b * b, K * K) @ v  # (G*nb, b*b, d)

@@ -65,20 +65,28 @@ class Attention(nn.Module):
         self.scale = head_dim ** -0.5
         self.attend = nn.Softmax(dim=-1)
         self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner_dim, dim), nn.Dropout(dropout)) if project_out else nn.Identity()
+        self.to_out = (
+            nn.Sequential(nn.Linear(inner_dim, dim), nn.Dropout(dropout))
+            if project_out
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, p, n, _ = x.shape
         h, d = self.heads, self.head_dim
-        qkv = self.to_qkv(x).view(b * p, n, 3 * h, d).transpose(1, 2)  # (B, P, N, 3hd) -> (BP, 3h, N, d)
+        # (B, P, N, 3hd) -> (BP, 3h, N, d)
+        qkv = self.to_qkv(x).view(b * p, n, 3 * h, d).transpose(1, 2)
         q, k, v = qkv.split(h, dim=1)  # each (BP, h, N, d)
         attn = self.attend(torch.matmul(q, k.transpose(-1, -2)) * self.scale)  # (BP, h, N, N)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, p, n, h * d)  # (BP, h, N, d) -> (B, P, N, hd)
+        # (BP, h, N, d) -> (B, P, N, hd)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, p, n, h * d)
         return self.to_out(out)
 
 
 class Transformer(nn.Module):
-    def __init__(self, dim: int, depth: int, heads: int, head_dim: int, mlp_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, depth: int, heads: int, head_dim: int, mlp_dim: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList([])
         for _ in range(depth):
@@ -107,14 +115,17 @@ class Transformer(nn.Module):
     url="https://arxiv.org/abs/2110.02178",
 )
 class MobileViTAttention(nn.Module):
-    def __init__(self, in_channel: int = 3, dim: int = 512, kernel_size: int = 3, patch_size: int = 7) -> None:
+    def __init__(
+        self, in_channel: int = 3, dim: int = 512, kernel_size: int = 3, patch_size: int = 7
+    ) -> None:
         super().__init__()
         self.ph, self.pw = patch_size, patch_size
-        self.conv1 = nn.Conv2d(in_channel, in_channel, kernel_size=kernel_size, padding=kernel_size // 2)
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv2d(in_channel, in_channel, kernel_size=kernel_size, padding=pad)
         self.conv2 = nn.Conv2d(in_channel, dim, kernel_size=1)
         self.trans = Transformer(dim=dim, depth=3, heads=8, head_dim=64, mlp_dim=1024)
         self.conv3 = nn.Conv2d(dim, in_channel, kernel_size=1)
-        self.conv4 = nn.Conv2d(2 * in_channel, in_channel, kernel_size=kernel_size, padding=kernel_size // 2)
+        self.conv4 = nn.Conv2d(2 * in_channel, in_channel, kernel_size=kernel_size, padding=pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Local representation; conv2 (1x1) is applied after the patch regrouping.
@@ -123,15 +134,18 @@ class MobileViTAttention(nn.Module):
         ph, pw = self.ph, self.pw
         nh, nw = h // ph, w // pw
         # (B, C, nh*ph, nw*pw) -> (B, ph*pw, nh*nw, C): tokens of one intra-patch position
-        y = y.reshape(b, c, nh, ph, nw, pw).permute(0, 3, 5, 2, 4, 1).reshape(b, ph * pw, nh * nw, c)
-        y = F.linear(y, self.conv2.weight.flatten(1), self.conv2.bias)  # conv2: (B, P, N, C) -> (B, P, N, dim)
+        y = y.reshape(b, c, nh, ph, nw, pw).permute(0, 3, 5, 2, 4, 1)
+        y = y.reshape(b, ph * pw, nh * nw, c)
+        # conv2: (B, P, N, C) -> (B, P, N, dim)
+        y = F.linear(y, self.conv2.weight.flatten(1), self.conv2.bias)
 
         # Global representation
         y = self.trans(y)
 
         # conv3 (1x1) before the regrouping back: (B, P, N, dim) -> (B, P, N, C)
         y = F.linear(y, self.conv3.weight.flatten(1), self.conv3.bias)
-        y = y.reshape(b, ph, pw, nh, nw, c).permute(0, 5, 3, 1, 4, 2).reshape(b, c, h, w)  # -> (B, C, H, W)
+        # (B, ph*pw, nh*nw, C) -> (B, C, nh*ph, nw*pw)
+        y = y.reshape(b, ph, pw, nh, nw, c).permute(0, 5, 3, 1, 4, 2).reshape(b, c, h, w)
 
         # Fusion
         return self.conv4(torch.cat([x, y], 1))

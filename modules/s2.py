@@ -19,13 +19,14 @@ What differs from the reference, and why:
   ``(B, branch, HW, C)`` so the branch sums are over a leading axis.
 - ``S2Attention`` builds ``SplitAttention`` with ``channels``; the reference always builds
   it for 512 channels, which fails for any other width.
-- The global descriptor (a sum over branches and positions) is a product with a ones
-  vector: ONNX Runtime's ReduceSum over those axes took ~8x longer than the MatMul.
+- The global descriptor (a sum over branches and positions) and the weighted sum over
+  branches are products with ones vectors: ONNX Runtime's ReduceSum over those axes took
+  ~4-8x longer than the MatMul.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -57,8 +58,8 @@ def _shift_index(h: int, w: int, c: int) -> Tuple[torch.Tensor, int]:
             offs[k, bounds[q] // unit: bounds[q + 1] // unit] = off
     i = np.arange(h).reshape(1, h, 1, 1)
     j = np.arange(w).reshape(1, 1, w, 1)
-    src_i = np.clip(i + offs[None, None, :, :, 0].reshape(3, 1, 1, -1), 0, h - 1)  # edge clamp: border kept
-    src_j = np.clip(j + offs[None, None, :, :, 1].reshape(3, 1, 1, -1), 0, w - 1)
+    src_i = np.clip(i + offs[:, :, 0].reshape(3, 1, 1, -1), 0, h - 1)  # edge clamp: border kept
+    src_j = np.clip(j + offs[:, :, 1].reshape(3, 1, 1, -1), 0, w - 1)
     block = np.arange(3 * c // unit).reshape(3, 1, 1, -1)
     index = (src_i * w + src_j) * (3 * c // unit) + block  # (branch, i, j, block)
     return torch.from_numpy(index.reshape(-1)), unit
@@ -77,10 +78,12 @@ class SplitAttention(nn.Module):
     def fuse(self, x_all: torch.Tensor) -> torch.Tensor:
         """(B, k, N, C) branches -> (B, N, C) attention-weighted sum."""
         b, k, n, c = x_all.shape
+        # Both sums are products with ones vectors: ORT's ReduceSum over these axes is slower.
         ones = x_all.new_ones(1, k * n)
-        a = torch.matmul(ones, x_all.reshape(b, k * n, c)).view(b, c)  # sum over branches and positions
+        a = torch.matmul(ones, x_all.reshape(b, k * n, c)).view(b, c)  # over branches, positions
         bar = self.softmax(self.mlp2(self.gelu(self.mlp1(a))).view(b, k, 1, c))  # (B, k, 1, C)
-        return (bar * x_all).sum(1)
+        weighted = (bar * x_all).view(b, k, n * c)
+        return torch.matmul(x_all.new_ones(1, k), weighted).view(b, n, c)  # sum over branches
 
     def forward(self, x_all: torch.Tensor) -> torch.Tensor:
         b, k, h, w, c = x_all.shape
@@ -102,13 +105,17 @@ class S2Attention(nn.Module):
         self.split_attention = SplitAttention(channel=channels)
         self._index: Dict[Tuple[int, int, int, str], Tuple[torch.Tensor, int]] = {}
 
-    def _shift_index(self, h: int, w: int, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+    def _shift_index(
+        self, h: int, w: int, c: int, device: torch.device
+    ) -> Tuple[torch.Tensor, int]:
         # Static per input size (int() also takes the traced sizes as constants); cached so
         # eager does not rebuild it on every call.
         key = (int(h), int(w), int(c), str(device))
         if key not in self._index:
-            idx, unit = _shift_index(*key[:3])
-            self._index[key] = (idx.to(device), unit)
+            # built as a normal tensor: a cached inference tensor would break a later export
+            with torch.inference_mode(False):
+                idx, unit = _shift_index(*key[:3])
+                self._index[key] = (idx.to(device), unit)
         return self._index[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,6 +123,6 @@ class S2Attention(nn.Module):
         y = self.mlp1(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, 3C)
         idx, unit = self._shift_index(h, w, c, x.device)
         rows = y.reshape(b, h * w * 3 * c // unit, unit)  # channel blocks as rows
-        x_all = torch.index_select(rows, 1, idx).view(b, 3, h * w, c)  # shifted branches: (B, 3, HW, C)
+        x_all = torch.index_select(rows, 1, idx).view(b, 3, h * w, c)  # branches: (B, 3, HW, C)
         out = self.split_attention.fuse(x_all)  # (B, HW, C)
         return self.mlp2(out).view(b, h, w, c).permute(0, 3, 1, 2)  # -> (B, C, H, W)

@@ -6,7 +6,8 @@ Global average pool, a two-layer bottleneck MLP with a sigmoid, then a per-chann
 Same class name, keywords and ``state_dict`` keys (``fc.0``, ``fc.2``) as
 External-Attention-pytorch's ``SEAttention.py``. The pool is written as a mean over H, W
 (``ReduceMean``) instead of ``AdaptiveAvgPool2d``, and the gate is broadcast rather than
-``expand_as``-ed, so the exported graph is ReduceMean -> Gemm -> Relu -> Gemm -> Sigmoid -> Mul.
+``expand_as``-ed, so the exported graph is ReduceMean -> MatMul -> Relu -> MatMul -> Sigmoid
+-> Reshape -> Mul.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from ._registry import register_module
     "sge",
     kwargs=dict(groups=8),
     shapes=[(1, 512, 7, 7)],
-    paper="Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional Networks",
+    paper="Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional "
+    "Networks",
     url="https://arxiv.org/abs/1905.09646",
 )
 class SpatialGroupEnhance(nn.Module):

@@ -60,9 +60,11 @@ class ShuffleAttention(nn.Module):
         xs = x.reshape(b, self.G, 2, sub, h * w)  # (B, G, [channel half, spatial half], C/2G, HW)
         mean = xs.mean(dim=4, keepdim=True)  # (B, G, 2, C/2G, 1)
         d = xs - mean
-        rstd = torch.rsqrt((d * d).mean(dim=4, keepdim=True) + self.gn.eps)  # GroupNorm, one channel per group
+        # GroupNorm with one channel per group: per-channel statistics over H*W
+        rstd = torch.rsqrt((d * d).mean(dim=4, keepdim=True) + self.gn.eps)
 
-        # per-half coefficients from the parameters, (2, C/2G, 1); index 0 = channel half, 1 = spatial half
+        # per-half coefficients from the parameters, (2, C/2G, 1);
+        # index 0 = channel half, 1 = spatial half
         cw, cb = self.cweight.reshape(sub, 1), self.cbias.reshape(sub, 1)
         sw, sb = self.sweight.reshape(sub, 1), self.sbias.reshape(sub, 1)
         gw, gb = self.gn.weight.reshape(sub, 1), self.gn.bias.reshape(sub, 1)

@@ -47,7 +47,7 @@ class SKAttention(nn.Module):
             nn.Sequential(
                 OrderedDict(
                     [
-                        ("conv", nn.Conv2d(channel, channel, kernel_size=k, padding=k // 2, groups=group)),
+                        ("conv", nn.Conv2d(channel, channel, k, padding=k // 2, groups=group)),
                         ("bn", nn.BatchNorm2d(channel)),
                         ("relu", nn.ReLU()),
                     ]

@@ -40,24 +40,28 @@ from ._registry import register_module
 _MAX_FOLD = 64  # fold an axis into channels only up to this length (FLOPs grow with it)
 
 
-def _conv_fold_rows(m: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+def _conv_fold_rows(
+    m: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+) -> torch.Tensor:
     """Stride-1, zero-padded 'same' conv with one output channel, axis 2 folded into channels.
 
     m: (B, Cin, F, L), weight: (1, Cin, kf, kl) with odd kf, kl -> (B, 1, F, L), computed as
     a 1-D conv along L whose in-channels are (Cin, F) and out-channels are F.
     """
-    b, cin, f, l = m.shape
+    b, cin, f, length = m.shape
     kf, kl = weight.shape[2], weight.shape[3]
     # shift[o, i, t] = 1 where input row i reaches output row o through kernel row t
     o = torch.arange(f).reshape(f, 1, 1)
     i = torch.arange(f).reshape(1, f, 1)
     t = torch.arange(kf).reshape(1, 1, kf)
-    shift = (i == o + t - kf // 2).to(weight.dtype)  # (F, F, kf); rows outside [0, F) = zero padding
-    # banded weight: (F*F, kf) @ (kf, Cin*kl) -> (F, F, Cin, kl) -> (F, Cin, F, kl) -> (F, Cin*F, kl)
+    shift = (i == o + t - kf // 2).to(weight.dtype)  # (F, F, kf); rows outside [0, F): zero pad
+    # banded weight: (F*F, kf) @ (kf, Cin*kl) -> (F, F, Cin, kl) -> (F, Cin, F, kl)
+    # -> (F, Cin*F, kl)
     w = torch.matmul(shift.reshape(f * f, kf), weight[0].transpose(0, 1).reshape(kf, cin * kl))
     w = w.reshape(f, f, cin, kl).permute(0, 2, 1, 3).reshape(f, cin * f, kl)
-    y = F.conv1d(m.reshape(b, cin * f, l), w, None if bias is None else bias.expand(f), padding=kl // 2)
-    return y.reshape(b, 1, f, l)  # (B, F, L) -> (B, 1, F, L)
+    bias_1d = None if bias is None else bias.expand(f)
+    y = F.conv1d(m.reshape(b, cin * f, length), w, bias_1d, padding=kl // 2)  # (B, F, L)
+    return y.reshape(b, 1, f, length)
 
 
 def _thin_conv(m: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -126,7 +130,8 @@ class AttentionGate(nn.Module):
         super().__init__()
         kernel_size = 7
         self.compress = ZPool()
-        self.conv = BasicConv(2, 1, kernel_size, stride=1, padding=(kernel_size - 1) // 2, relu=False)
+        padding = (kernel_size - 1) // 2
+        self.conv = BasicConv(2, 1, kernel_size, stride=1, padding=padding, relu=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale(x)
