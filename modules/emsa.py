@@ -17,12 +17,12 @@ others; the manifest lists them as unused.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ._attention import QKVOProjections, merge_heads
 from ._registry import register_module
 
 
@@ -33,7 +33,7 @@ from ._registry import register_module
     paper="ResT: An Efficient Transformer for Visual Recognition",
     url="https://arxiv.org/abs/2105.13677",
 )
-class EMSA(nn.Module):
+class EMSA(QKVOProjections):
     def __init__(
         self,
         d_model: int,
@@ -46,14 +46,9 @@ class EMSA(nn.Module):
         ratio: int = 3,
         apply_transform: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(d_model, d_k, d_v, h, dropout)
         self.H = H
         self.W = W
-        self.fc_q = nn.Linear(d_model, h * d_k)
-        self.fc_k = nn.Linear(d_model, h * d_k)
-        self.fc_v = nn.Linear(d_model, h * d_v)
-        self.fc_o = nn.Linear(h * d_v, d_model)
-        self.dropout = nn.Dropout(dropout)
 
         self.ratio = ratio
         if ratio > 1:
@@ -69,11 +64,6 @@ class EMSA(nn.Module):
             self.transform.add_module("softmax", nn.Softmax(-1))
             self.transform.add_module("in", nn.InstanceNorm2d(h))
 
-        self.d_model = d_model
-        self.d_k = d_k
-        self.d_v = d_v
-        self.h = h
-        self.scale = 1.0 / math.sqrt(d_k)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -97,18 +87,12 @@ class EMSA(nn.Module):
         attention_weights: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         b, nq, c = queries.shape
-        q = self.fc_q(queries).reshape(b, nq, self.h, self.d_k).transpose(1, 2)  # (B, h, Nq, d_k)
-
         if self.ratio > 1:
             x = queries.transpose(1, 2).reshape(b, c, self.H, self.W)  # (B, Nq, C) -> (B, C, H, W)
             x = self.sr_conv(x)  # (B, C, H', W')
-            x = self.sr_ln(x.flatten(2).transpose(1, 2))  # (B, N', C)
-            kv_in_k = kv_in_v = x
-        else:
-            kv_in_k, kv_in_v = keys, values
-        nk = kv_in_k.shape[1]
-        k = self.fc_k(kv_in_k).reshape(b, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (B, h, d_k, N')
-        v = self.fc_v(kv_in_v).reshape(b, nk, self.h, self.d_v).transpose(1, 2)  # (B, h, N', d_v)
+            keys = values = self.sr_ln(x.flatten(2).transpose(1, 2))  # (B, N', C)
+        q, k, v = self.project(queries, keys, values)  # (B, h, N, d)
+        k = k.transpose(-1, -2)  # (B, h, d_k, N')
 
         att = torch.matmul(q, k) * self.scale  # (B, h, Nq, N')
         if self.apply_transform:
@@ -121,5 +105,4 @@ class EMSA(nn.Module):
             att = att.masked_fill(attention_mask, float("-inf"))
         att = self.dropout(att)
 
-        out = torch.matmul(att, v).transpose(1, 2).reshape(b, nq, self.h * self.d_v)  # (B, Nq, h*d_v)
-        return self.fc_o(out)  # (B, Nq, d_model)
+        return self.fc_o(merge_heads(torch.matmul(att, v)))  # (B, Nq, d_model)

@@ -21,13 +21,13 @@ Differences from the reference:
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._attention import QKVOProjections, attend, split_heads
 from ._registry import register_module
 
 
@@ -62,30 +62,14 @@ class Depth_Pointwise_Conv1d(nn.Module):
     paper="MUSE: Parallel Multi-Scale Attention for Sequence to Sequence Learning",
     url="https://arxiv.org/abs/1911.09483",
 )
-class MUSEAttention(nn.Module):
+class MUSEAttention(QKVOProjections):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.fc_q = nn.Linear(d_model, h * d_k)
-        self.fc_k = nn.Linear(d_model, h * d_k)
-        self.fc_v = nn.Linear(d_model, h * d_v)
-        self.fc_o = nn.Linear(h * d_v, d_model)
-        self.dropout = nn.Dropout(dropout)
-
+        super().__init__(d_model, d_k, d_v, h, dropout)
         self.conv1 = Depth_Pointwise_Conv1d(h * d_v, d_model, 1)
         self.conv3 = Depth_Pointwise_Conv1d(h * d_v, d_model, 3)
         self.conv5 = Depth_Pointwise_Conv1d(h * d_v, d_model, 5)
         self.dy_paras = nn.Parameter(torch.ones(3))
         self.softmax = nn.Softmax(-1)
-
-        self.d_model = d_model
-        self.d_k = d_k
-        self.d_v = d_v
-        self.h = h
-        self.scale = 1.0 / math.sqrt(d_k)
-        # Same initialisation as the reference (its Conv2d rule never matches the Conv1d's).
-        for fc in (self.fc_q, self.fc_k, self.fc_v, self.fc_o):
-            nn.init.normal_(fc.weight, std=0.001)
-            nn.init.zeros_(fc.bias)
 
     def forward(
         self,
@@ -95,21 +79,11 @@ class MUSEAttention(nn.Module):
         attention_mask: Optional[torch.Tensor] = None,
         attention_weights: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        b, nq = queries.shape[:2]
-        nk = keys.shape[1]
-        q = self.fc_q(queries).reshape(b, nq, self.h, self.d_k).transpose(1, 2)  # (B, h, Nq, d_k)
-        k = self.fc_k(keys).reshape(b, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (B, h, d_k, Nk)
+        q = split_heads(self.fc_q(queries), self.h, self.d_k)  # (B, h, Nq, d_k)
+        k = split_heads(self.fc_k(keys), self.h, self.d_k)  # (B, h, Nk, d_k)
         v_flat = self.fc_v(values)  # (B, Nk, h*d_v)
-        v = v_flat.reshape(b, nk, self.h, self.d_v).transpose(1, 2)  # (B, h, Nk, d_v)
-
-        att = torch.matmul(q, k) * self.scale  # (B, h, Nq, Nk)
-        if attention_weights is not None:
-            att = att * attention_weights
-        if attention_mask is not None:
-            att = att.masked_fill(attention_mask, float("-inf"))
-        att = self.dropout(torch.softmax(att, dim=-1))
-        out = torch.matmul(att, v).transpose(1, 2).reshape(b, nq, self.h * self.d_v)  # (B, Nq, h*d_v)
-        out = self.fc_o(out)  # (B, Nq, d_model)
+        v = split_heads(v_flat, self.h, self.d_v)  # (B, h, Nk, d_v)
+        out = self.fc_o(attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights))  # (B, Nq, d_model)
 
         # Multi-scale conv branch; softmax of the parameter, not a rebinding of it.
         w = self.softmax(self.dy_paras)  # (3,)

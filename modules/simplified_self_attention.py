@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._attention import attend, split_heads
 from ._registry import register_module
 
 
@@ -48,18 +49,8 @@ class SimplifiedScaledDotProductAttention(nn.Module):
         attention_mask: Optional[torch.Tensor] = None,
         attention_weights: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        b, nq = queries.shape[:2]
-        nk = keys.shape[1]
-        q = queries.reshape(b, nq, self.h, self.d_k).transpose(1, 2)  # (B, h, Nq, d_k)
-        k = keys.reshape(b, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (B, h, d_k, Nk)
-        v = values.reshape(b, nk, self.h, self.d_v).transpose(1, 2)  # (B, h, Nk, d_v)
-
-        att = torch.matmul(q, k) * self.scale  # (B, h, Nq, Nk)
-        if attention_weights is not None:
-            att = att * attention_weights
-        if attention_mask is not None:
-            att = att.masked_fill(attention_mask, float("-inf"))
-        att = self.dropout(torch.softmax(att, dim=-1))
-
-        out = torch.matmul(att, v).transpose(1, 2).reshape(b, nq, self.h * self.d_v)  # (B, Nq, h*d_v)
+        q = split_heads(queries, self.h, self.d_k)  # (B, Nq, d_model) -> (B, h, Nq, d_k)
+        k = split_heads(keys, self.h, self.d_k)  # (B, h, Nk, d_k)
+        v = split_heads(values, self.h, self.d_v)  # (B, h, Nk, d_v)
+        out = attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)  # (B, Nq, h*d_v)
         return self.fc_o(out)  # (B, Nq, d_model)
