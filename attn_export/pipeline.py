@@ -160,17 +160,8 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
     onnx_bytes = graph.model.SerializeToString(deterministic=True)
 
     started = time.perf_counter()
-    trt_verdict = _static_trt_check(graph.model)
-    if trt_verdict is not None:
-        errors = [f for f in trt_verdict["findings"] if f["severity"] == "error"]
-        detail = "TensorRT parser: would parse" if not errors else f"TensorRT parser: {len(errors)} node(s) would fail"
-        timer.step("trt-check", started, detail)
-        if errors:
-            first = errors[0]
-            text = f"{first['op_type']} ({first['rule']}): {first['message']}"
-            if options.trt:
-                raise VerificationError(f"TensorRT's parser would reject {target.name}.onnx: {text}")
-            report(f"  warning: TensorRT's parser would reject this graph: {text}")
+    trt_verdict = _static_trt_check(graph.model, f"{target.name}.onnx", options.trt, report)
+    timer.step("trt-check", started, _verdict_text(trt_verdict))
 
     started = time.perf_counter()
     ort_backend = OnnxRuntimeBackend(onnx_bytes, threads=options.threads)
@@ -181,7 +172,7 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
     fp16_bytes = None
     if options.fp16:
         started = time.perf_counter()
-        fp16_section, fp16_bytes = _fp16_graph(graph.model, feeds)
+        fp16_section, fp16_bytes = _fp16_graph(graph.model, feeds, target.name, options.trt, report)
         timer.step("fp16", started, "passed" if fp16_section["passed"] else "FAILED")
 
     onnx_path = out_dir / f"{target.name}.onnx"
@@ -282,17 +273,32 @@ def _tensorrt_stage(result, feeds, references, output_names, options, timer, fp1
         raise VerificationError(f"{result.name}: {', '.join(failed)} output does not match PyTorch (see {result.manifest_path})")
 
 
-def _static_trt_check(model: onnx.ModelProto) -> Optional[Dict[str, Any]]:
+def _static_trt_check(model: onnx.ModelProto, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
+    """TensorRT parser prediction for a graph about to be written: fatal under --trt, else a warning."""
     from .trt_check import check_model
 
-    return check_model(model).to_dict()
+    verdict = check_model(model).to_dict()
+    errors = [f for f in verdict["findings"] if f["severity"] == "error"]
+    if errors:
+        first = errors[0]
+        text = f"{first['op_type']} ({first['rule']}): {first['message']}"
+        if required:
+            raise VerificationError(f"TensorRT's parser would reject {file_name}: {text}")
+        report(f"  warning: TensorRT's parser would reject {file_name}: {text}")
+    return verdict
 
 
-def _fp16_graph(model: onnx.ModelProto, feeds: Dict[str, np.ndarray]):
+def _verdict_text(verdict: Dict[str, Any]) -> str:
+    failing = sum(1 for f in verdict["findings"] if f["severity"] == "error")
+    return "TensorRT parser: would parse" if not failing else f"TensorRT parser: {failing} node(s) would fail"
+
+
+def _fp16_graph(model: onnx.ModelProto, feeds: Dict[str, np.ndarray], name: str, trt: bool, report: Reporter):
     from .fp16 import convert_to_fp16
 
     result = convert_to_fp16(model, feeds)
     section = result.to_dict()
+    section["trt_parser_check"] = _static_trt_check(result.model, f"{name}.fp16.onnx", trt, report)
     return section, result.model.SerializeToString(deterministic=True)
 
 

@@ -106,3 +106,20 @@ def test_trt_without_tensorrt_keeps_verified_onnx_and_exits_3(cli, tmp_path):
     manifest = json.loads((tmp_path / "o" / "cbam.json").read_text())
     assert manifest["tensorrt"]["status"] == "not run" and manifest["tensorrt"]["reason"] == reason
     assert not (tmp_path / "o" / "cbam.engine").exists()
+
+
+def test_fp16_graph_is_written_with_its_islands_and_checked(cli, tmp_path):
+    import onnx
+
+    run = cli("simam", "--fp16", "--out", "o")
+    assert run.returncode == 0, run.stdout + run.stderr
+    manifest = json.loads((tmp_path / "o" / "simam.json").read_text())
+    fp16 = manifest["fp16"]
+    assert fp16["passed"] and fp16["trt_parser_check"]["passed"]
+    assert {c["scale"] for c in fp16["checks"]} == {1, 10, 100}
+    assert fp16["fp32_nodes"], "simam overflows float16 at x100; its island must be listed"
+    graph = onnx.load(str(tmp_path / "o" / "simam.fp16.onnx")).graph
+    float_ = onnx.TensorProto.FLOAT
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [float_]
+    assert [o.type.tensor_type.elem_type for o in graph.output] == [float_]
+    assert any(n.op_type == "Cast" for n in graph.node)
