@@ -243,10 +243,11 @@ def plot(rows: Sequence[BenchRow], path: Path) -> None:
     left.set_yticks(y, labels)
     left.set_xlabel("speed-up of ONNX Runtime over PyTorch eager (x)")
     left.set_title(f"ORT vs eager, geometric mean {geometric_mean([r.ratio for r in rows]):.2f}x")
-    right.barh(y, [100 * r.ort_peak_fraction for r in rows], color="tab:blue")
+    right.barh(y, [100 * r.ort_peak_fraction for r in rows],
+               color=["tab:blue" if r.flops >= 100e6 else "lightgrey" for r in rows])
     right.axvline(60, color="black", linestyle="--", linewidth=1)
     right.set_xlabel("ONNX Runtime GFLOP/s as % of the measured matmul peak")
-    right.set_title("how close each module runs to the limit")
+    right.set_title("closeness to the matmul peak (grey: < 100 MFLOP, no target)")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -12,16 +12,22 @@ Same class names, keywords and ``state_dict`` keys as rayleizhu/BiFormer's
 ``BiLevelRoutingAttention``).
 
 Differences from the reference, all numerically neutral:
-- No einops. Windows are cut with one reshape/transpose of the (small) input. q and k are
-  projected per head by one broadcast matmul each (bias carried by an all-ones input
+- No einops. Windows are cut with one reshape/transpose of the (small) input. q, k and v
+  are projected per head by one broadcast matmul each (bias carried by an all-ones input
   column, attention scale folded into the q weights), so they come out directly in
-  (N, heads, windows, pixels, c) layout. v is projected in image layout, where it feeds
-  the LePE conv as is, and is cut into per-head windows with one transpose.
-- The routed key/value windows are fetched with one ``Gather`` (index_select) each over the
+  (N, heads, windows, pixels, c) layout with no transpose of the projections.
+- The routed key/value windows are fetched with ``Gather`` (index_select) over the
   flattened (N * heads * windows) axis, with row indices built from the ``TopK`` output,
   instead of ``torch.gather`` on a ``topk``-times expanded view with a 5-D expanded index
   (a ``GatherElements`` with an index as large as its output). The gathered block is
-  already in the (N*heads*windows, topk*pixels, c) layout the attention matmuls use.
+  already in the (windows, topk*pixels, c) layout the attention matmuls use.
+- The attention (QK matmul, softmax, AV matmul) runs in a few chunks of query windows
+  (``_CHUNK_SCORES``), so a chunk's score and probability blocks stay in cache between
+  the three ops instead of streaming all scores (12.8 MB at the defaults) through memory
+  twice; one chunk for small inputs.
+- Heads are merged back into the image (for the output and for the LePE input) by a row
+  ``Gather`` with a constant index instead of a 7-D transpose: ONNX Runtime runs that
+  Gather on all threads and the Transpose on one.
 - The window means of q and k are taken as ``mean(x) @ W + b`` (the projection is affine,
   so this equals the mean of the projections) instead of projecting every pixel first.
 - Pooling of keys/values (``kv_downsample_mode``) is done on the per-head window layout
@@ -132,6 +138,11 @@ def _pool_windows(t: Tensor, mode: str, out_hw: Tuple[int, int], kernel: int) ->
     return reduce(reduce(t, -2), -3)  # reduce kernel_w, then kernel_h
 
 
+# Attention runs in chunks of about this many score elements (4 MB in fp32), so that one
+# chunk's scores and probabilities stay in cache (4 chunks at the registry defaults).
+_CHUNK_SCORES = 1 << 20
+
+
 @register_module(
     "biformer",
     kwargs=dict(dim=64, num_heads=4, n_win=7, topk=4),
@@ -237,55 +248,83 @@ class BiLevelRoutingAttention(nn.Module):
         p2, w2 = nw * nw, hs * ws
         m, qk, dv = self.num_heads, self.qk_dim, self.dim
         cq, cv = qk // m, dv // m
+        B, tk = N * m * p2, self.topk  # attention batches: (n, head, window)
 
-        # windows: (N, H, W, C) -> (N, p^2 * w^2, C), rows ordered (win_row, win_col, y, x)
-        xw = x.reshape(N, nw, hs, nw, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(N, p2 * w2, C)
+        # windows: (N, H, W, C) -> (N, 1, p^2 * w^2, C), rows ordered (win_row, win_col, y, x)
+        xw = x.reshape(N, nw, hs, nw, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(N, 1, p2 * w2, C)
+        xw1 = torch.cat([xw, torch.ones_like(xw[..., :1])], dim=-1)  # (N, 1, L, C + 1)
 
-        # q, k per head straight into (N, heads, p^2 * w^2, c) by one broadcast matmul each; the
-        # bias rides on an all-ones input column and the attention scale is folded into q
+        # q, k, v per head straight into (N, heads, L, c) by one broadcast matmul each; the bias
+        # rides on the all-ones input column and the attention scale is folded into q
         w_qkv, b_qkv = self.qkv.qkv.weight, self.qkv.qkv.bias
         if b_qkv is None:
             b_qkv = torch.zeros_like(w_qkv[:, 0])
         w_ext = torch.cat([w_qkv, b_qkv.unsqueeze(1)], dim=1)  # (2*qk + dim, C + 1)
-        xw1 = torch.cat([xw, torch.ones_like(xw[..., :1])], dim=-1).unsqueeze(1)  # (N, 1, L, C + 1)
-        wq = (w_ext[:qk] * self.scale).reshape(m, cq, C + 1).transpose(1, 2)  # (m, C + 1, cq)
-        wk = w_ext[qk : 2 * qk].reshape(m, cq, C + 1).transpose(1, 2)
-        q = (xw1 @ wq).reshape(N * m * p2, w2, cq)  # (N*m*p^2, w^2, cq), pre-scaled
-        k = (xw1 @ wk).reshape(N, m, p2, hs, ws, cq)
-
-        # v in image layout (NHWC): feeds LePE directly and is cut into windows per head
-        v_img = F.linear(x, w_qkv[2 * qk :], b_qkv[2 * qk :])
-        v = v_img.reshape(N, nw, hs, nw, ws, m, cv).permute(0, 5, 1, 3, 2, 4, 6)  # (N, m, j, i, y, x, cv)
-        v = v.reshape(N, m, p2, hs, ws, cv)
-        if self.side_dwconv > 0:
-            lepe = self.lepe(v_img.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (N, H, W, dim)
+        q = xw1 @ (w_ext[:qk] * self.scale).reshape(m, cq, C + 1).transpose(1, 2)  # (N, m, L, cq)
+        k = xw1 @ w_ext[qk : 2 * qk].reshape(m, cq, C + 1).transpose(1, 2)  # (N, m, L, cq)
+        v = xw1 @ w_ext[2 * qk :].reshape(m, cv, C + 1).transpose(1, 2)  # (N, m, L, cv)
 
         # routing on window means; the projection is affine, so mean(x) W + b = mean(x W + b)
         x_mean = xw.reshape(N, p2, w2, C).mean(dim=2)  # (N, p^2, C)
         qk_win = F.linear(x_mean, w_qkv[: 2 * qk], b_qkv[: 2 * qk])  # (N, p^2, 2*qk)
         r_weight, r_idx = self.router(qk_win[..., :qk], qk_win[..., qk:])  # (N, p^2, topk) each
 
-        # routed key/value windows, gathered in attention layout
-        k = self._kv_down(k)
-        v = self._kv_down(v)
-        kw2 = k.shape[3] * k.shape[4]
-        k_sel = self.kv_gather(r_idx, r_weight, k.reshape(N, m, p2, kw2, cq))  # (N, m, p^2, topk, kw^2, cq)
-        v_sel = self.kv_gather(r_idx, r_weight, v.reshape(N, m, p2, kw2, cv))
-        k_sel = k_sel.reshape(N * m * p2, self.topk * kw2, cq)
-        v_sel = v_sel.reshape(N * m * p2, self.topk * kw2, cv)
+        # key/value windows as rows of a (N*m*p^2, pixels*c) table; routed rows are gathered
+        k_pool = self._kv_down(k.reshape(N, m, p2, hs, ws, cq))
+        v_pool = self._kv_down(v.reshape(N, m, p2, hs, ws, cv))
+        kw2 = k_pool.shape[3] * k_pool.shape[4]
+        k_rows, v_rows = k_pool.reshape(B, kw2 * cq), v_pool.reshape(B, kw2 * cv)
+        base = torch.arange(N * m, device=x.device).reshape(N, m, 1, 1) * p2  # row of (n, head, 0)
+        rows = (r_idx.unsqueeze(1) + base).reshape(B * tk)  # (n, head, window, topk)
+        mul = self.kv_gather.mul_weight
+        if mul == "hard":
+            raise NotImplementedError("differentiable hard routing TBA")
 
-        attn = self.attn_act(q @ k_sel.transpose(-2, -1))  # (N*m*p^2, w^2, topk*kw^2)
-        out = attn @ v_sel  # (N*m*p^2, w^2, cv)
+        # attention in a few chunks of query windows: a chunk's scores stay in cache from the QK
+        # matmul through the Softmax to the AV matmul (all scores at once spill to memory);
+        # static sizes, int() because the exporter's tracer hands shapes out as tensors
+        nb, scores = int(B), int(B * w2 * tk * kw2)
+        n_chunks = min(nb, -(-scores // _CHUNK_SCORES))
+        sizes = [nb // n_chunks + (1 if i < nb % n_chunks else 0) for i in range(n_chunks)]
+        q_chunks = q.reshape(B, w2, cq).split(sizes)
+        row_chunks = rows.split([sz * tk for sz in sizes])
+        if mul == "soft":  # routing weights per gathered row
+            w_rows = r_weight.unsqueeze(1).expand(N, m, p2, tk).reshape(B * tk, 1)
+            w_chunks = w_rows.split([sz * tk for sz in sizes])
+        outs, attns = [], []
+        for i, sz in enumerate(sizes):
+            k_sel = k_rows.index_select(0, row_chunks[i])  # (sz*topk, kw^2*cq)
+            v_sel = v_rows.index_select(0, row_chunks[i])
+            if mul == "soft":
+                k_sel, v_sel = k_sel * w_chunks[i], v_sel * w_chunks[i]
+            k_sel = k_sel.reshape(sz, tk * kw2, cq).transpose(-2, -1)
+            attn = self.attn_act(q_chunks[i] @ k_sel)  # (sz, w^2, topk*kw^2)
+            outs.append(attn @ v_sel.reshape(sz, tk * kw2, cv))  # (sz, w^2, cv)
+            attns.append(attn)
+        out = torch.cat(outs) if n_chunks > 1 else outs[0]  # (N*m*p^2, w^2, cv)
 
-        # back to the image: (N, m, j, i, y, x, c) -> (N, j, y, i, x, m, c)
-        out = out.reshape(N, m, nw, nw, hs, ws, cv).permute(0, 2, 4, 3, 5, 1, 6).reshape(N, H, W, dv)
+        # back to the image, heads into channels: (N, m, j, i, y, x, c) -> (N, j, y, i, x, m, c)
+        out = self._to_image(out, N, m, nw, hs, ws, cv)
         if self.side_dwconv > 0:
-            out = out + lepe
+            v_img = self._to_image(v, N, m, nw, hs, ws, cv)
+            out = out + self.lepe(v_img.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         out = self.wo(out)
         if pad_r or pad_b:
             out = out[:, :H_in, :W_in, :]
         if ret_attn_mask:
             # reference layout: (N*p^2, m, w^2, topk*kw^2)
+            attn = torch.cat(attns) if n_chunks > 1 else attns[0]
             attn = attn.reshape(N, m, p2, w2, -1).transpose(1, 2).reshape(N * p2, m, w2, -1)
             return out, r_weight, r_idx, attn
         return out
+
+    @staticmethod
+    def _to_image(t: Tensor, N: int, m: int, nw: int, hs: int, ws: int, c: int) -> Tensor:
+        """(N, m, windows, window pixels, c) rows -> (N, H, W, m*c) image.
+
+        A Gather of c-wide rows with a constant index rather than a 7-D Transpose: the same
+        bytes moved, but ONNX Runtime runs Gather on all threads and this Transpose on one.
+        """
+        idx = torch.arange(N * m * nw * nw * hs * ws, device=t.device).reshape(N, m, nw, nw, hs, ws)
+        idx = idx.permute(0, 2, 4, 3, 5, 1).reshape(-1)  # (N, j, y, i, x, m)
+        return t.reshape(-1, c).index_select(0, idx).reshape(N, nw * hs, nw * ws, m * c)
