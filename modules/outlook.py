@@ -22,8 +22,8 @@ Differences from the reference (same function, different evaluation order):
   source rows around that row, fetched with one ``Gather``.
 - With one head the weights ``A`` are shared by all channels and commute with ``v_pj``,
   so the input itself is aggregated and ``proj(v_pj(.))`` is applied as one linear map with
-  weight ``proj.weight @ v_pj.weight`` (a constant in the exported graph; in eager it is
-  formed only when there are more pixels than channels, where it saves work). A ``v_pj``
+  weight ``proj.weight @ v_pj.weight`` (a constant in the exported graph), when there are
+  more pixels than channels, where it saves work; the choice depends on static shapes only. A ``v_pj``
   bias is carried by an extra all-ones channel, so zero padding acts as in the reference.
 - The reference builds ``nn.Unfold(kernel_size, padding, stride)`` positionally, i.e.
   with dilation=padding and padding=stride. Both readings agree for kernel_size=3,
@@ -142,7 +142,7 @@ class OutlookAttention(nn.Module):
         a = self.attn_drop((a * self.scale).softmax(dim=-1))
         A = self._offset_weights(a, H, W)  # (B, nh, H, W, (2k-1)^2)
 
-        merge = nh == 1 and (torch.onnx.is_in_onnx_export() or B * H * W >= C)
+        merge = nh == 1 and B * H * W >= C  # merging pays when there are more pixels than channels
         if not merge:
             v = self.v_pj(x).reshape(B, H, W, nh, C // nh).permute(0, 3, 1, 2, 4)  # (B, nh, H, W, hd)
             y = self._aggregate(v, A).permute(0, 2, 3, 1, 4).reshape(B, H, W, C)
