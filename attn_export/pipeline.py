@@ -27,7 +27,7 @@ from .compare import BackendCheck, compare, raise_on_failures
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
 from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, export_to_onnx, input_names_for
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
-from .target import Shape, Target, build_module, resolve_shapes, resolve_target
+from .target import Shape, build_module, resolve_shapes, resolve_target
 from .weights import file_sha256, load_weights
 
 DEFAULT_ATOL = 1e-4  # fp32 ORT vs PyTorch: same math, different summation order and kernels
