@@ -26,6 +26,7 @@ from .export import export_to_onnx, input_names_for
 
 ROUNDS = 5  # alternating eager/ORT rounds
 MIN_ROUND_SECONDS = 0.05
+SETTLE_SECONDS = 0.05
 
 
 @dataclass
@@ -111,6 +112,12 @@ def time_side_by_side(functions: Dict[str, Callable[[], object]], rounds: int = 
     samples: Dict[str, List[float]] = {k: [] for k in functions}
     for _ in range(rounds):
         for key, fn in functions.items():
+            # Both runtimes keep their worker threads spinning for a while after a call; left
+            # alone, ORT's spinning threads would steal the cores from PyTorch's next round and
+            # the reverse. A pause and two untimed calls start each round from steady state.
+            time.sleep(SETTLE_SECONDS)
+            fn()
+            fn()
             samples[key].extend(_time_round(fn))
     return {
         k: Latency(float(np.median(v) * 1e3), float(np.percentile(v, 90) * 1e3), len(v)) for k, v in samples.items()
