@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -256,10 +255,19 @@ def plot(rows: Sequence[BenchRow], path: Path) -> None:
     right.set_xlabel("ONNX Runtime GFLOP/s as % of the measured matmul peak")
     right.set_title("closeness to the matmul peak (grey: < 100 MFLOP, no target)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """Render a matplotlib figure to PNG in memory, then write it atomically."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, buffer.getvalue())
 
 
 def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plot_path: Optional[Path],
@@ -272,7 +280,7 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
            "FLOPs = matmul/conv FLOPs of the PyTorch forward")
     report(f"{'module':<28}{'MFLOP':>9}{'eager ms':>10}{'p90':>8}{'ORT ms':>9}{'p90':>8}{'ratio':>8}{'%peak':>7}")
     rows: List[BenchRow] = []
-    for name in _progress(names, "bench", progress):
+    for name in with_progress(names, "bench", progress):
         row = bench_module(name, threads, peak, gpu=gpu)
         rows.append(row)
         gpu_text = "".join(f"  {k} {v.median_ms:.3f} ms ({row.eager.median_ms / v.median_ms:.1f}x)" for k, v in row.extra.items())
@@ -295,7 +303,7 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
         report(f"modules >= 100 MFLOP below 60% of peak: {', '.join(summary['big_modules_below_60pct_peak']) or 'none'}")
     result: Dict[str, object] = {"summary": summary, "rows": [asdict(r) for r in rows]}
     if sweep:
-        sweeps = [sweep_module(n) for n in _progress(names, "sweep", progress)]
+        sweeps = [sweep_module(n) for n in with_progress(names, "sweep", progress)]
         for entry in sweeps:
             if entry["flop_exponent"] is not None:
                 report(f"sweep {entry['name']:<26} FLOPs ~ positions^{entry['flop_exponent']:.2f} ({entry['growth']})")
@@ -307,7 +315,8 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
     return result
 
 
-def _progress(items: Sequence[str], label: str, enabled: bool):
+def with_progress(items: Sequence[str], label: str, enabled: bool):
+    """Yield ``items`` under a rich progress bar (when ``enabled``: a terminal is watching)."""
     if not enabled:
         yield from items
         return

@@ -182,15 +182,13 @@ def cmd_all(argv: Sequence[str]) -> int:
     from .report import run_all
 
     parser = _Parser(prog="attn-export all", description="Export and verify every registered module; write report.{json,md,png}.")
-    parser.add_argument("--out", type=Path, default=Path("attn_export_out"))
+    from .pipeline import DEFAULT_OUT_DIR, prepare_out_dir
+
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--trt", action="store_true")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--pattern", default="*", help="only modules matching this shell-style pattern")
     args = parser.parse_args(argv)
-    from .pipeline import prepare_out_dir
-
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
     prepare_out_dir(args.out)
     return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=args.pattern, progress=sys.stderr.isatty())
 

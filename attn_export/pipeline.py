@@ -73,12 +73,16 @@ def validate_options(options: ExportOptions) -> None:
     for label, value in (("--atol", options.atol), ("--rtol", options.rtol)):
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise UsageError(f"{label} must be a finite number >= 0, got {value}")
-    out = Path(options.out_dir)
+    check_out_dir(Path(options.out_dir))
+
+
+def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a folder")
 
 
 def prepare_out_dir(out: Path) -> None:
+    check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

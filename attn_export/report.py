@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import modules
 
 from .atomic import atomic_write
-from .bench import time_side_by_side
+from .bench import save_figure, time_side_by_side, with_progress
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, AttnExportError
 from .pipeline import ExportOptions, run_export
 
@@ -71,7 +71,7 @@ def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str =
     failures: Dict[str, str] = {}
     worst = EXIT_OK
     started = time.perf_counter()
-    for name in _iterate(names, progress):
+    for name in with_progress(names, "export", progress):
         try:
             result = run_export(name, ExportOptions(out_dir=out_dir, trt=trt, fp16=fp16), report=lambda line: None)
             rows.extend(_rows_for(name, result.manifest, result.runners, gpu_notes))
@@ -89,20 +89,6 @@ def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str =
     if not failures:
         return EXIT_OK
     return EXIT_VERIFICATION_FAILED if worst == EXIT_USAGE else worst
-
-
-def _iterate(names: Sequence[str], progress: bool):
-    if not progress:
-        yield from names
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("export", total=len(names))
-        for name in names:
-            bar.update(task, description=f"export {name}")
-            yield name
-            bar.advance(task)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -149,7 +135,4 @@ def _plot(path: Path, rows: List[Dict[str, Any]]) -> None:
     ax.set_yticks(range(len(names)), names)
     ax.set_title("green passed, red failed, grey not run (no GPU / not requested), blue reference")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
