@@ -34,7 +34,7 @@ COMMANDS_HELP = """commands:
   attn-export info NAME
   attn-export check FILE.onnx [--json]   predict TensorRT's ONNX parser verdict, node by node
   attn-export all [--out DIR] [--trt] [--fp16]   export and verify every registered module
-  attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep]   eager vs ONNX Runtime
+  attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep] [--profile]   eager vs ONNX Runtime
 """
 
 
@@ -57,6 +57,13 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Parser:
@@ -198,15 +205,19 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
     import modules
 
-    from .bench import run_bench
+    from .bench import require_matplotlib, run_bench
+    from .pipeline import check_output_file
 
     parser = _Parser(prog="attn-export bench", description="Time PyTorch eager vs ONNX Runtime side by side; print ratios.")
     parser.add_argument("names", nargs="*", help="registry names (default with --all: every module)")
     parser.add_argument("--all", action="store_true", help="every registered module")
-    parser.add_argument("--threads", type=_int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1,
+                        help="threads for both runtimes (default: all cores)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     parser.add_argument("--plot", type=Path, help="write a PNG chart")
     parser.add_argument("--sweep", action="store_true", help="also measure cost growth with input size")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile ONNX Runtime: kernel time per op type (where the time goes)")
     args = parser.parse_args(argv)
     if not args.names and not args.all:
         raise UsageError("name the modules to benchmark, or give --all")
@@ -215,8 +226,14 @@ def cmd_bench(argv: Sequence[str]) -> int:
             modules.get_spec(name)
         except modules.UnknownModuleError as error:
             raise UsageError(str(error)) from None
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.plot:
+        check_output_file(args.plot, "--plot", suffix=".png")
+        require_matplotlib()
     names = modules.list_modules() if args.all else args.names
-    run_bench(names, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty())
+    run_bench(names, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty(),
+              profile=args.profile)
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -93,6 +94,19 @@ def prepare_out_dir(out: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise UsageError(f"cannot write into --out folder {str(out)!r}: {error.strerror or error}") from None
+
+
+def check_output_file(path: Path, flag: str, suffix: Optional[str] = None) -> None:
+    """Before a long run: a file option must name a file that can be written."""
+    if suffix and path.suffix.lower() != suffix:
+        raise UsageError(f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix} (got {str(path)!r})")
+    if path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a folder, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {str(path)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {str(path)!r}: folder {str(parent)!r} is not writable")
 
 
 def random_inputs(shapes: Sequence[Shape], seed: int) -> List[np.ndarray]:

@@ -94,6 +94,12 @@ CASES = [
     ("import-no-attr", ["nanmodel:Missing", "--shape", "1,3,8,8"], USAGE, "no attribute"),
     ("import-needs-shape", ["nanmodel:NaNBlock"], USAGE, "--shape"),
     ("nan-output", ["nanmodel:NaNBlock", "--shape", "1,3,8,8"], VERIFY, "NaN"),
+    # bench checks its output files before the (long) run, not when writing them
+    ("bench-unknown-module", ["bench", "cbma"], USAGE, "did you mean"),
+    ("bench-json-no-folder", ["bench", "se", "--json", "nowhere/b.json"], USAGE, "does not exist"),
+    ("bench-json-is-folder", ["bench", "se", "--json", "adir"], USAGE, "is a folder"),
+    ("bench-plot-not-png", ["bench", "se", "--plot", "b.svg"], USAGE, ".png"),
+    ("bench-threads-zero", ["bench", "se", "--threads", "0"], USAGE, "--threads"),
 ]
 
 
@@ -109,7 +115,7 @@ def test_bad_invocation(args, code, words, workdir, tmp_path):
     from conftest import run_cli
 
     before = set(os.listdir(workdir))
-    takes_out = args and args[0] not in ("info", "check", "list") and "--out" not in args
+    takes_out = args and args[0] not in ("info", "check", "list", "bench") and "--out" not in args
     run = run_cli(list(args) + (["--out", str(tmp_path / "out")] if takes_out else []), cwd=workdir)
     output = run.stdout + run.stderr
     assert run.returncode == code, output

@@ -131,7 +131,7 @@ def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
 
 
 def test_bench_prints_ratios_and_writes_json_and_plot(cli, tmp_path):
-    run = cli("bench", "se", "eca", "--json", "b.json", "--plot", "b.png", "--sweep", timeout=600)
+    run = cli("bench", "se", "eca", "--json", "b.json", "--plot", "b.png", "--sweep", "--profile", timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "geometric mean ORT/eager ratio" in run.stdout and "matmul peak" in run.stdout
     data = json.loads((tmp_path / "b.json").read_text())
@@ -139,10 +139,59 @@ def test_bench_prints_ratios_and_writes_json_and_plot(cli, tmp_path):
     for row in data["rows"]:
         assert row["eager"]["median_ms"] > 0 and row["ort"]["median_ms"] > 0
         assert row["ratio"] == pytest.approx(row["eager"]["median_ms"] / row["ort"]["median_ms"])
+        # --profile: ORT's own per-op kernel times; both modules pool with ReduceMean
+        kernels = row["ort_kernel_ms"]
+        assert "ReduceMean" in kernels and all(ms > 0 for ms in kernels.values()), kernels
+        assert f"profile {row['name']}: kernels" in run.stdout
     assert {s["name"] for s in data["sweep"]} == {"se", "eca"}
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_profile_summary_gives_shares_and_the_gemm_share():
+    from attn_export.bench import describe_profile
+
+    line = describe_profile({"MatMul": 3.0, "Softmax": 1.0, "Gather": 0.5, "FusedMatMul": 0.5})
+    assert line.startswith("kernels 5.000 ms/run: MatMul 60%, Softmax 20%, Gather 10%, FusedMatMul 10%")
+    assert line.endswith("matmul/conv kernels 70% of kernel time")
+    assert describe_profile({}) == "no kernel events"
 
 
 def test_bench_needs_names_or_all(cli):
     run = cli("bench")
     assert run.returncode == 2 and "--all" in run.stderr
+
+
+def test_sweep_tells_quadratic_from_linear_and_constant():
+    from attn_export.bench import sweep_module
+
+    growth = {name: sweep_module(name) for name in ("simplified_self_attention", "crisscross", "bam", "se")}
+    # self-attention's N x N scores; criss-cross: each pixel attends along its row and column,
+    # N * (H + W - 1); BAM's convs grow with H*W; SE's FC layers see only the pooled vector
+    assert {name: entry["growth"] for name, entry in growth.items()} == {
+        "simplified_self_attention": "quadratic", "crisscross": "N^1.5", "bam": "linear", "se": "constant"
+    }, {name: entry["term_shares"] for name, entry in growth.items()}
+    attention = growth["simplified_self_attention"]
+    assert [p["positions"] for p in attention["points"]] == [49, 196, 784, 1764, 3136]
+    assert [p["positions"] for p in growth["bam"]["points"]] == [49, 196, 784, 1764, 3136]  # 7x7 .. 56x56
+
+
+def test_flop_growth_splits_exact_power_laws():
+    from attn_export.bench import SWEEP_SIDES, flop_growth
+
+    sides = np.array(SWEEP_SIDES, dtype=np.int64)
+    n = sides * sides
+    mixed = flop_growth(list(n), list(300 * n + n * n))  # equal linear and quadratic terms at 300 positions
+    assert mixed["growth"] == "quadratic"
+    assert mixed["term_shares"]["quadratic"] == pytest.approx(3136 / (300 + 3136), abs=1e-6)
+    assert mixed["flop_exponent"] == pytest.approx(np.log((300 * 3136 + 3136**2) / (300 * 1764 + 1764**2)) / np.log(3136 / 1764))
+    criss_cross = flop_growth(list(n), list(n * (2 * sides - 1)))  # N * (H + W - 1)
+    assert criss_cross["growth"] == "N^1.5" and criss_cross["term_shares"]["linear"] < 0
+    shrinking_conv = flop_growth(list(n), list(9 * (sides - 2) ** 2))  # padding 0: (H - 2)^2 outputs
+    assert shrinking_conv["growth"] == "linear"
+    assert flop_growth(list(n), list(7 * n))["growth"] == "linear"
+    assert flop_growth(list(n), [5] * 5)["growth"] == "constant"
+    assert flop_growth(list(n), [0] * 5)["growth"] == "constant"
+    # counts rounded by strides are no sum of powers: the last step's exponent decides
+    rounded = flop_growth(list(n), [100 * (s // 3) ** 2 for s in SWEEP_SIDES])
+    assert rounded["growth"] == "linear" and rounded["term_shares"] == {}
+    assert flop_growth([49], [10])["growth"] is None  # one size says nothing about growth
