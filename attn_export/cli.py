@@ -186,16 +186,19 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_all(argv: Sequence[str]) -> int:
+    import modules
+
+    from .pipeline import DEFAULT_OUT_DIR, prepare_out_dir
     from .report import run_all
 
     parser = _Parser(prog="attn-export all", description="Export and verify every registered module; write report.{json,md,png}.")
-    from .pipeline import DEFAULT_OUT_DIR, prepare_out_dir
-
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--trt", action="store_true")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--pattern", default="*", help="only modules matching this shell-style pattern")
     args = parser.parse_args(argv)
+    if not modules.list_modules(args.pattern):
+        raise UsageError(f"no registered module matches --pattern {args.pattern!r} (see `attn-export list`)")
     prepare_out_dir(args.out)
     return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=args.pattern, progress=sys.stderr.isatty())
 
@@ -221,6 +224,8 @@ def cmd_bench(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if not args.names and not args.all:
         raise UsageError("name the modules to benchmark, or give --all")
+    if args.names and args.all:
+        raise UsageError(f"give module names or --all, not both (got --all and {' '.join(args.names)})")
     for name in args.names:
         try:
             modules.get_spec(name)

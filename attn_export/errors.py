@@ -5,6 +5,9 @@ its ``exit_code``; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_VERIFICATION_FAILED = 1
 EXIT_USAGE = 2
@@ -38,4 +41,11 @@ class EnvironmentMissingError(AttnExportError):
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message, for one-line user-facing errors."""
     lines = str(error).strip().splitlines()
-    return (lines[0][:limit] if lines else "") or type(error).__name__
+    if lines and lines[0]:
+        return lines[0][:limit]
+    # a bare `assert` in a model's code says nothing: show the failing line instead
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    if frames and frames[-1].line:
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
+        return f"{type(error).__name__} at {where}: {frames[-1].line.strip()}"[:limit]
+    return type(error).__name__

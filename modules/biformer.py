@@ -87,7 +87,7 @@ class KVGather(nn.Module):
 
     def __init__(self, mul_weight: str = "none") -> None:
         super().__init__()
-        assert mul_weight in ["none", "soft", "hard"]
+        assert mul_weight in ["none", "soft", "hard"], f"mul_weight must be none, soft or hard, not {mul_weight!r}"
         self.mul_weight = mul_weight
 
     def forward(self, r_idx: Tensor, r_weight: Tensor, kv: Tensor) -> Tensor:
@@ -198,7 +198,7 @@ class BiLevelRoutingAttention(nn.Module):
         self.param_routing = param_routing
         self.diff_routing = diff_routing
         self.soft_routing = soft_routing
-        assert not (param_routing and not diff_routing)  # param_routing needs diff_routing
+        assert not (param_routing and not diff_routing), "param_routing needs diff_routing"
         self.router = TopkRouting(
             qk_dim=self.qk_dim, qk_scale=self.scale, topk=topk, diff_routing=diff_routing, param_routing=param_routing
         )
@@ -220,9 +220,9 @@ class BiLevelRoutingAttention(nn.Module):
         self.kv_downsample_ratio = kv_downsample_ratio
         self.kv_downsample_kenel = kv_downsample_kernel
         if kv_downsample_mode in ("ada_avgpool", "ada_maxpool"):
-            assert kv_per_win is not None
+            assert kv_per_win is not None, f"{kv_downsample_mode} needs kv_per_win"
         elif kv_downsample_mode in ("maxpool", "avgpool"):
-            assert kv_downsample_ratio is not None
+            assert kv_downsample_ratio is not None, f"{kv_downsample_mode} needs kv_downsample_ratio"
         elif kv_downsample_mode in ("fracpool", "conv"):
             raise NotImplementedError(f"{kv_downsample_mode} policy is not implemented yet!")
         elif kv_downsample_mode != "identity":
@@ -250,7 +250,9 @@ class BiLevelRoutingAttention(nn.Module):
             if pad_r or pad_b:
                 x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         else:
-            assert H_in % nw == 0 and W_in % nw == 0
+            assert H_in % nw == 0 and W_in % nw == 0, (
+                f"height and width ({H_in}x{W_in}) must be multiples of n_win={nw}, or pass auto_pad=True"
+            )
         H, W = x.shape[1], x.shape[2]
         hs, ws = H // nw, W // nw
         p2, w2 = nw * nw, hs * ws

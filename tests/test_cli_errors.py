@@ -41,6 +41,13 @@ def _write_weights(folder: Path) -> None:
     (folder / "adir").mkdir()
     (folder / "a_file").write_text("not a folder")
     (folder / "corrupt.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    (folder / "bare.py").write_text(
+        "import torch\n"
+        "class Block(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        assert x.shape[-1] % 8 == 0\n"
+        "        return x * 2\n"
+    )
     (folder / "nanmodel.py").write_text(
         "import torch\n"
         "class NaNBlock(torch.nn.Module):\n"
@@ -94,12 +101,16 @@ CASES = [
     ("import-no-attr", ["nanmodel:Missing", "--shape", "1,3,8,8"], USAGE, "no attribute"),
     ("import-needs-shape", ["nanmodel:NaNBlock"], USAGE, "--shape"),
     ("nan-output", ["nanmodel:NaNBlock", "--shape", "1,3,8,8"], VERIFY, "NaN"),
+    ("bare-assert-in-model", ["bare:Block", "--shape", "1,3,5,5"], USAGE, "bare.py:4: assert x.shape[-1] % 8 == 0"),
+    ("shape-not-window-multiple", ["biformer", "--shape", "1,30,30,64"], USAGE, "multiples of n_win=7"),
     # bench checks its output files before the (long) run, not when writing them
     ("bench-unknown-module", ["bench", "cbma"], USAGE, "did you mean"),
     ("bench-json-no-folder", ["bench", "se", "--json", "nowhere/b.json"], USAGE, "does not exist"),
     ("bench-json-is-folder", ["bench", "se", "--json", "adir"], USAGE, "is a folder"),
     ("bench-plot-not-png", ["bench", "se", "--plot", "b.svg"], USAGE, ".png"),
     ("bench-threads-zero", ["bench", "se", "--threads", "0"], USAGE, "--threads"),
+    ("bench-names-and-all", ["bench", "--all", "se"], USAGE, "not both"),
+    ("all-pattern-matches-nothing", ["all", "--pattern", "zz*"], USAGE, "no registered module matches"),
 ]
 
 
