@@ -666,7 +666,30 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
             raise UsageError(f"{path}: not a readable ONNX model ({reason})") from None
     if not proto.ir_version or not proto.HasField("graph"):
         raise UsageError(f"{label}: not an ONNX model (no IR version or no graph)")
+    if not _names_are_text(proto.graph):
+        # ONNX strings are proto2 fields: damaged bytes load, as bytes instead of str
+        raise UsageError(f"{label}: not a readable ONNX model (names that are not UTF-8 text)")
     return proto
+
+
+def _names_are_text(graph: onnx.GraphProto) -> bool:
+    """Every name, op type and domain in the graph (and its subgraphs) decoded to str."""
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if not isinstance(value.name, str):
+            return False
+    if not all(isinstance(init.name, str) for init in graph.initializer):
+        return False
+    for node in graph.node:
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output]
+        if not all(isinstance(text, str) for text in texts):
+            return False
+        for attribute in node.attribute:
+            if not isinstance(attribute.name, str):
+                return False
+            subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+            if not all(_names_are_text(sub) for sub in subgraphs):
+                return False
+    return True
 
 
 def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def _write_weights(folder: Path) -> None:
     torch.save(modules.create_module("se").state_dict(), good)
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
-    (folder / "garbage.pt").write_bytes(os.urandom(4096))
+    (folder / "garbage.pt").write_bytes(random.Random(0).randbytes(4096))
     (folder / "empty.pt").write_bytes(b"")
     (folder / "truncated.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
     torch.save({"weight": _RunsCode()}, folder / "evil.pt")
@@ -142,3 +143,37 @@ def test_bad_invocation(args, code, words, workdir, tmp_path):
 
 def test_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_damaged_weight_files_are_usage_errors(tmp_path, suffix):
+    """Random bytes, and real files cut short or with bytes flipped: every one a one-line
+    UsageError, whatever the loader underneath raises."""
+    from attn_export.errors import UsageError
+    from attn_export.weights import read_state_dict
+
+    good = tmp_path / f"good{suffix}"
+    state = {k: v.contiguous() for k, v in modules.create_module("se", channel=16, reduction=4).state_dict().items()}
+    if suffix == ".pt":
+        torch.save(state, good)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(good))
+    original = good.read_bytes()
+    rng = random.Random(1234)
+    blobs = [rng.randbytes(rng.randrange(1, 4096)) for _ in range(60)]
+    blobs += [original[: rng.randrange(1, len(original))] for _ in range(30)]
+    for _ in range(30):
+        flipped = bytearray(original)
+        for _ in range(8):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        blobs.append(bytes(flipped))
+    path = tmp_path / f"damaged{suffix}"
+    for blob in blobs:
+        path.write_bytes(blob)
+        try:
+            read_state_dict(path)
+        except UsageError as error:
+            assert "\n" not in str(error) and "weights" in str(error)
+        # a flipped byte inside tensor data leaves a loadable file: that is not an error

@@ -361,3 +361,34 @@ def test_corrupt_files_are_usage_errors(tmp_path, content):
 def test_missing_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such ONNX file"):
         check_model(tmp_path / "absent.onnx")
+
+
+def test_damaged_onnx_files_are_usage_errors(tmp_path):
+    """Random bytes, truncated graphs and graphs with flipped bytes: `check` either reads the
+    file or says in one line that it cannot (a flipped byte in a name once gave a TypeError)."""
+    import random
+
+    torch.manual_seed(0)
+    module = modules.create_module("self_attention", d_model=32, d_k=32, d_v=32, h=2).eval()
+    inputs = tuple(torch.randn(1, 4, 32) for _ in range(3))
+    original = export_to_onnx(module, inputs, input_names_for(3)).model.SerializeToString()
+    rng = random.Random(7)
+    blobs = [rng.randbytes(rng.randrange(1, 2048)) for _ in range(40)]
+    blobs += [original[: rng.randrange(1, len(original))] for _ in range(40)]
+    for _ in range(120):
+        flipped = bytearray(original)
+        for _ in range(8):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        blobs.append(bytes(flipped))
+    assert b"MatMul" in original
+    blobs.append(original.replace(b"MatMul", b"Ma\x8cMul"))  # same length: names that are no longer UTF-8
+    path = tmp_path / "damaged.onnx"
+    refused = 0
+    for blob in blobs:
+        path.write_bytes(blob)
+        try:
+            check_model(path)
+        except UsageError as error:
+            refused += 1
+            assert "\n" not in str(error) and str(path) in str(error)
+    assert refused >= 80  # at least the random and truncated ones
