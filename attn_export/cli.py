@@ -18,6 +18,7 @@ from .errors import (
     EXIT_VERIFICATION_FAILED,
     AttnExportError,
     UsageError,
+    first_line,
 )
 from .parsing import parse_assignment, parse_shape
 
@@ -25,7 +26,7 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  passed
   {EXIT_VERIFICATION_FAILED}  verification failed (a mismatch, NaN/Inf, a graph TensorRT would not parse)
   {EXIT_USAGE}  usage or input error (unknown module, bad --shape/--set/--weights/--out, ...)
-  {EXIT_ENVIRONMENT}  environment missing (TensorRT or CUDA absent for --trt)
+  {EXIT_ENVIRONMENT}  environment missing (TensorRT or CUDA absent for --trt; out of memory)
 """
 
 COMMANDS_HELP = """commands:
@@ -277,6 +278,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("attn-export: interrupted; previous artifacts left as they were", file=sys.stderr)
         return 130
+    except MemoryError as error:  # the module's activations outgrew the machine
+        print(f"attn-export: error: out of memory ({first_line(error)}); give a smaller --shape", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except BrokenPipeError:  # `attn-export list | head`: the reader left; not an error of ours
         import os
 

@@ -109,6 +109,25 @@ def check_output_file(path: Path, flag: str, suffix: Optional[str] = None) -> No
         raise UsageError(f"{flag} {str(path)!r}: folder {str(parent)!r} is not writable")
 
 
+# The run holds each input several times over (torch, ONNX Runtime, the comparison) and the
+# module's activations are larger still: refuse inputs that alone take a quarter of the RAM.
+INPUT_MEMORY_FRACTION = 0.25
+
+
+def check_input_memory(shapes: Sequence[Shape]) -> None:
+    needed = sum(4 * int(np.prod(shape, dtype=np.float64)) for shape in shapes)  # float32
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): let allocation decide
+        return
+    if needed > INPUT_MEMORY_FRACTION * physical:
+        shapes_text = " ".join(",".join(map(str, shape)) for shape in shapes)
+        raise UsageError(
+            f"inputs {shapes_text} take {needed / 2**30:.1f} GiB as float32, more than a quarter of this "
+            f"machine's {physical / 2**30:.0f} GiB of memory; give a smaller --shape"
+        )
+
+
 def random_inputs(shapes: Sequence[Shape], seed: int) -> List[np.ndarray]:
     generator = np.random.default_rng(seed)
     return [generator.standard_normal(shape, dtype=np.float32) for shape in shapes]
@@ -148,6 +167,7 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
     if options.nhwc:
         shapes = check_nhwc_shapes(target.name, shapes)
         module = ChannelsLastAdapter(module).eval()
+    check_input_memory(shapes)
     out_dir = Path(options.out_dir)
     prepare_out_dir(out_dir)
     atol = options.atol if options.atol is not None else (target.atol if target.atol is not None else DEFAULT_ATOL)
@@ -161,6 +181,8 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
     started = time.perf_counter()
     try:
         references = torch_backend.run(feeds)
+    except MemoryError:  # the machine's limit, not the user's input: the CLI says so
+        raise
     except Exception as error:  # a shape the module cannot take: the user's input
         shape_text = " ".join(",".join(map(str, s)) for s in shapes)
         raise UsageError(f"{target.name} cannot take input shape {shape_text}: {first_line(error)}") from None
@@ -170,7 +192,7 @@ def run_export(name: str, options: ExportOptions, report: Reporter = print) -> E
     started = time.perf_counter()
     try:
         graph = export_to_onnx(module, tuple(torch.from_numpy(a) for a in arrays), input_names, output_names, options.opset)
-    except (UsageError, VerificationError):
+    except (UsageError, VerificationError, MemoryError):
         raise
     except Exception as error:
         raise VerificationError(f"export of {target.name} failed: {first_line(error)}") from None

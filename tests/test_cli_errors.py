@@ -15,7 +15,7 @@ import torch
 
 import modules
 
-USAGE, VERIFY = 2, 1
+USAGE, VERIFY, ENVIRONMENT = 2, 1, 3
 
 
 class _RunsCode:
@@ -42,6 +42,12 @@ def _write_weights(folder: Path) -> None:
     (folder / "adir").mkdir()
     (folder / "a_file").write_text("not a folder")
     (folder / "corrupt.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    (folder / "oom.py").write_text(
+        "import torch\n"
+        "class Block(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        raise MemoryError('Unable to allocate 40.0 GiB for an array')\n"
+    )
     (folder / "bare.py").write_text(
         "import torch\n"
         "class Block(torch.nn.Module):\n"
@@ -103,6 +109,8 @@ CASES = [
     ("import-needs-shape", ["nanmodel:NaNBlock"], USAGE, "--shape"),
     ("nan-output", ["nanmodel:NaNBlock", "--shape", "1,3,8,8"], VERIFY, "NaN"),
     ("bare-assert-in-model", ["bare:Block", "--shape", "1,3,5,5"], USAGE, "bare.py:4: assert x.shape[-1] % 8 == 0"),
+    ("model-out-of-memory", ["oom:Block", "--shape", "1,3,4,4"], ENVIRONMENT, "out of memory"),
+    ("shape-too-big-for-memory", ["se", "--shape", "1,512,100000,100000"], USAGE, "GiB of memory"),
     ("shape-not-window-multiple", ["biformer", "--shape", "1,30,30,64"], USAGE, "multiples of n_win=7"),
     # bench checks its output files before the (long) run, not when writing them
     ("bench-unknown-module", ["bench", "cbma"], USAGE, "did you mean"),
@@ -132,7 +140,7 @@ def test_bad_invocation(args, code, words, workdir, tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == code, output
     assert "Traceback" not in output
-    message = run.stderr.strip().splitlines() if code == USAGE else [run.stdout.strip().splitlines()[-1]]
+    message = run.stderr.strip().splitlines() if code in (USAGE, ENVIRONMENT) else [run.stdout.strip().splitlines()[-1]]
     assert len(message) == 1, f"expected one line, got: {run.stderr!r}"
     assert words.lower() in message[0].lower(), message[0]
     leftovers = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
