@@ -534,7 +534,12 @@ _RULES: dict[str, Callable[[_Node], Iterator[_Issue]]] = {
 def _type_name(elem_type: int | None) -> str:
     if elem_type is None:
         return "unknown"
-    return _TABLE_TYPE_NAMES.get(elem_type) or TensorProto.DataType.Name(elem_type)
+    if elem_type in _TABLE_TYPE_NAMES:
+        return _TABLE_TYPE_NAMES[elem_type]
+    try:
+        return TensorProto.DataType.Name(elem_type)
+    except ValueError:  # a number no ONNX version defines (a damaged file)
+        return f"undefined type {elem_type}"
 
 
 def _op_support(n: _Node, table: dict[str, Any]) -> Iterator[_Issue]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 from typing import Dict, Mapping
 
@@ -44,7 +45,9 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as error:
             raise UsageError(f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})") from None
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # damaged files make torch warn before it fails; we say why
+            warnings.simplefilter("ignore")
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch wraps every weights-only refusal in one long message; the GLOBAL line names
         # what the file tried to import (code), anything else is a damaged file.

@@ -32,3 +32,19 @@ def cli(tmp_path):
         return run_cli(args, cwd=tmp_path, **kwargs)
 
     return _run
+
+
+def damaged_copies(original: bytes, seed: int, random_blobs: int, truncated: int, flipped: int) -> list:
+    """Files a loader must refuse cleanly: random bytes, ``original`` cut short, and
+    ``original`` with eight random bytes overwritten (these may still load)."""
+    import random
+
+    rng = random.Random(seed)
+    blobs = [rng.randbytes(rng.randrange(1, 4096)) for _ in range(random_blobs)]
+    blobs += [original[: rng.randrange(1, len(original))] for _ in range(truncated)]
+    for _ in range(flipped):
+        copy = bytearray(original)
+        for _ in range(8):
+            copy[rng.randrange(len(copy))] = rng.randrange(256)
+        blobs.append(bytes(copy))
+    return blobs

@@ -366,20 +366,13 @@ def test_missing_file_is_a_usage_error(tmp_path):
 def test_damaged_onnx_files_are_usage_errors(tmp_path):
     """Random bytes, truncated graphs and graphs with flipped bytes: `check` either reads the
     file or says in one line that it cannot (a flipped byte in a name once gave a TypeError)."""
-    import random
+    from conftest import damaged_copies
 
     torch.manual_seed(0)
     module = modules.create_module("self_attention", d_model=32, d_k=32, d_v=32, h=2).eval()
     inputs = tuple(torch.randn(1, 4, 32) for _ in range(3))
     original = export_to_onnx(module, inputs, input_names_for(3)).model.SerializeToString()
-    rng = random.Random(7)
-    blobs = [rng.randbytes(rng.randrange(1, 2048)) for _ in range(40)]
-    blobs += [original[: rng.randrange(1, len(original))] for _ in range(40)]
-    for _ in range(120):
-        flipped = bytearray(original)
-        for _ in range(8):
-            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
-        blobs.append(bytes(flipped))
+    blobs = damaged_copies(original, seed=7, random_blobs=40, truncated=40, flipped=120)
     assert b"MatMul" in original
     blobs.append(original.replace(b"MatMul", b"Ma\x8cMul"))  # same length: names that are no longer UTF-8
     path = tmp_path / "damaged.onnx"
