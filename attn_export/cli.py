@@ -60,6 +60,11 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _as_pattern(text: str) -> str:
+    """A shell-style pattern as given; plain text ('self') matches anywhere in a name."""
+    return text if any(c in text for c in "*?[") else f"*{text}*"
+
+
 def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
@@ -95,7 +100,12 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
 def _options(args: argparse.Namespace):
     # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
     shapes = [parse_shape(s) for s in args.shape]
-    kwargs: Dict[str, object] = dict(parse_assignment(text) for text in args.assignments)
+    kwargs: Dict[str, object] = {}
+    for text in args.assignments:
+        key, value = parse_assignment(text)
+        if key in kwargs:
+            raise UsageError(f"--set {key} given twice ({kwargs[key]!r} and {value!r})")
+        kwargs[key] = value
 
     from .export import DEFAULT_OPSET
     from .pipeline import DEFAULT_OUT_DIR, ExportOptions
@@ -136,10 +146,11 @@ def cmd_list(argv: Sequence[str]) -> int:
     import modules
 
     parser = _Parser(prog="attn-export list", description="List the registered modules.")
-    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'self*'")
+    parser.add_argument("pattern", nargs="?", default="*",
+                        help="shell-style pattern, e.g. 'self*'; plain text matches anywhere in the name")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {name, class, shapes, kwargs, paper}")
     args = parser.parse_args(argv)
-    specs = [modules.get_spec(n) for n in modules.list_modules(args.pattern)]
+    specs = [modules.get_spec(n) for n in modules.list_modules(_as_pattern(args.pattern))]
     if args.json:
         rows = [{"name": s.name, "class": s.class_name, "shapes": [list(x) for x in s.shapes], "kwargs": s.kwargs,
                  "paper": s.paper, "url": s.url} for s in specs]
@@ -148,7 +159,7 @@ def cmd_list(argv: Sequence[str]) -> int:
     for spec in specs:
         shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
         print(f"{spec.name:<28} {spec.class_name:<36} {shapes}")
-    print(f"{len(specs)} modules")
+    print(f"{len(specs)} module{'' if len(specs) == 1 else 's'}")
     return EXIT_OK
 
 
@@ -196,12 +207,14 @@ def cmd_all(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--trt", action="store_true")
     parser.add_argument("--fp16", action="store_true")
-    parser.add_argument("--pattern", default="*", help="only modules matching this shell-style pattern")
+    parser.add_argument("--pattern", default="*",
+                        help="only modules matching this shell-style pattern (plain text: anywhere in the name)")
     args = parser.parse_args(argv)
-    if not modules.list_modules(args.pattern):
+    pattern = _as_pattern(args.pattern)
+    if not modules.list_modules(pattern):
         raise UsageError(f"no registered module matches --pattern {args.pattern!r} (see `attn-export list`)")
     prepare_out_dir(args.out)
-    return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=args.pattern, progress=sys.stderr.isatty())
+    return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=pattern, progress=sys.stderr.isatty())
 
 
 def cmd_bench(argv: Sequence[str]) -> int:

@@ -79,6 +79,13 @@ def test_list_json_covers_the_registry(cli):
     assert text.stdout.strip().splitlines()[-1] == f"{len(rows)} modules"
 
 
+def test_list_pattern_plain_text_matches_anywhere(cli):
+    plain = cli("list", "self", "--json")
+    assert [r["name"] for r in json.loads(plain.stdout)] == ["self_attention", "simplified_self_attention"]
+    glob = cli("list", "self*")
+    assert glob.stdout.split()[0] == "self_attention" and glob.stdout.strip().endswith("1 module")
+
+
 def test_info_shows_defaults_and_paper(cli):
     run = cli("info", "cbam")
     assert run.returncode == 0

@@ -80,6 +80,7 @@ CASES = [
     ("groups-not-dividing", ["shuffle", "--set", "channel=60", "--shape", "1,60,7,7"], USAGE, "shuffle"),
     ("unknown-set-key", ["cbam", "--set", "channels=64"], USAGE, "accepted: channel"),
     ("set-wrong-type", ["cbam", "--set", "reduction=abc"], USAGE, "cannot build cbam"),
+    ("set-twice", ["se", "--set", "channel=64", "--set", "channel=128"], USAGE, "given twice"),
     ("set-no-equals", ["cbam", "--set", "reduction"], USAGE, "KEY=VALUE"),
     ("weights-missing", ["se", "--weights", "nope.pt"], USAGE, "does not exist"),
     ("weights-directory", ["se", "--weights", "adir"], USAGE, "not a file"),
