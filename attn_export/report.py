@@ -59,8 +59,17 @@ def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_
                 row["speedup_vs_torch"] = latency["torch"].median_ms / latency["onnxruntime-cpu"].median_ms
         else:
             row["status"] = gpu_notes.get(backend, "not run")
+        if backend == "tensorrt-fp16" and manifest.get("fp16"):
+            row["note"] = _fp16_note(manifest["fp16"])
         rows.append(row)
     return rows
+
+
+def _fp16_note(fp16: Dict[str, Any]) -> str:
+    """What the CPU learned of the fp16 graph TensorRT would build (--fp16)."""
+    verdict = "passed" if fp16.get("passed") else f"FAILED ({fp16.get('reason', '')})"
+    kept = len(fp16.get("fp32_nodes", []))
+    return f"fp16 graph checked on CPU (float16 storage simulated): {verdict}, {kept} node(s) kept in fp32"
 
 
 def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str = "*",
@@ -102,14 +111,14 @@ def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str,
         "",
         f"{summary['passed']}/{summary['modules']} modules passed in {summary['seconds']} s.",
         "",
-        "| module | backend | status | max abs err | max rel err | latency ms | vs torch | nodes (exported -> simplified) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| module | backend | status | max abs err | max rel err | latency ms | vs torch | nodes (exported -> simplified) | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['module']} | {r['backend']} | {r['status']}{': ' + r['error'][:120] if r.get('error') else ''} | {_fmt(r.get('max_abs_err'), '.2e')} | "
             f"{_fmt(r.get('max_rel_err'), '.2e')} | {_fmt(r.get('latency_ms'), '.3f')} | "
-            f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | {r.get('nodes', '')} |"
+            f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | {r.get('nodes', '')} | {r.get('note', '')} |"
         )
     atomic_write(out_dir / "report.md", "\n".join(lines) + "\n")
     _plot(out_dir / "report.png", rows)

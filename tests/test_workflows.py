@@ -110,7 +110,7 @@ def test_nhwc_refuses_other_ranks(cli):
 
 
 def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
-    run = cli("all", "--pattern", "e*", "--out", "zoo")
+    run = cli("all", "--pattern", "e*", "--out", "zoo", "--fp16")
     assert run.returncode == 0, run.stdout + run.stderr
     import modules
 
@@ -126,6 +126,11 @@ def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
         if not torch.cuda.is_available():
             for gpu_backend in ("onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16"):
                 assert backends[(name, gpu_backend)]["status"] == "not run: no GPU"
+        # the fp16 graph's CPU check stands in the TensorRT fp16 row: its verdict and fp32 islands
+        kept = len(json.loads((zoo / f"{name}.json").read_text())["fp16"]["fp32_nodes"])
+        assert backends[(name, "tensorrt-fp16")]["note"] == (
+            f"fp16 graph checked on CPU (float16 storage simulated): passed, {kept} node(s) kept in fp32")
+        assert (zoo / f"{name}.fp16.onnx").exists()
     assert "| onnxruntime-cpu | passed |" in (zoo / "report.md").read_text()
     assert (zoo / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
