@@ -43,7 +43,7 @@ test-gpu: $(GPU_VENV)/.installed
 	$(GPU_BIN)/python -m pytest -q -m gpu -rs
 
 bench: install
-	$(BIN)/attn-export bench --all
+	$(BIN)/attn-export bench --all --json bench.json --plot bench.png
 
 lint: install
 	$(BIN)/python -m ruff check attn_export modules tests
