@@ -12,12 +12,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-import modules
 
 from .atomic import atomic_write
 from .errors import UsageError
@@ -128,14 +127,36 @@ def time_side_by_side(functions: Dict[str, Callable[[], object]], rounds: int = 
     }
 
 
-def bench_module(name: str, threads: int, peak_gflops: float, shapes: Optional[Sequence[Tuple[int, ...]]] = None,
-                 gpu: bool = False, profile: bool = False) -> BenchRow:
+@dataclass
+class BenchTarget:
+    """What to benchmark: a registry name or an import path, as the export command takes them."""
+
+    name: str
+    shapes: Sequence[Tuple[int, ...]] = ()  # empty: the registry defaults
+    kwargs: Dict[str, object] = field(default_factory=dict)
+    weights: Optional[Path] = None
+
+
+def build_target(target: BenchTarget) -> Tuple[str, torch.nn.Module, List[Tuple[int, ...]]]:
+    """The module and its input shapes, built as `attn-export NAME` builds them (seed 0)."""
+    from .pipeline import check_input_memory
+    from .target import build_module, resolve_shapes, resolve_target
+    from .weights import load_weights
+
+    resolved = resolve_target(target.name)
+    module, _ = build_module(resolved, dict(target.kwargs), seed=0)
+    if target.weights is not None:
+        load_weights(module, Path(target.weights))
+    shapes = [tuple(s) for s in resolve_shapes(resolved, list(target.shapes), module)]
+    check_input_memory(shapes)
+    return resolved.name, module.eval(), shapes
+
+
+def bench_module(target: BenchTarget, threads: int, peak_gflops: float, gpu: bool = False,
+                 profile: bool = False) -> BenchRow:
     from .backends import OnnxRuntimeBackend
 
-    spec = modules.get_spec(name)
-    shapes = [tuple(s) for s in (shapes or spec.shapes)]
-    torch.manual_seed(0)
-    module = spec.create().eval()
+    name, module, shapes = build_target(target)
     inputs = tuple(torch.randn(s) for s in shapes)
     names = input_names_for(len(shapes))
     graph = export_to_onnx(module, inputs, names)
@@ -257,21 +278,22 @@ SWEEP_TOKENS = (49, 196, 784, 1764, 3136)
 SWEEP_SIDES = (7, 14, 28, 42, 56)
 
 
-def sweep_module(name: str) -> Dict[str, object]:
+def sweep_module(target: Union[str, BenchTarget]) -> Dict[str, object]:
     """FLOPs and eager latency as the input grows, and the FLOP count's growth law."""
-    spec = modules.get_spec(name)
-    base = spec.shapes[0]
+    if isinstance(target, str):
+        target = BenchTarget(target)
+    name, module, base_shapes = build_target(target)
+    base = base_shapes[0]
     points = []
     channels_last = len(base) == 4 and base[1] == base[2] != base[3]  # (B, H, W, C) modules
     for size in SWEEP_TOKENS if len(base) == 3 else SWEEP_SIDES if len(base) == 4 else ():
         if len(base) == 3:
-            shapes = [(s[0], size, s[2]) for s in spec.shapes]
+            shapes = [(s[0], size, s[2]) for s in base_shapes]
         elif channels_last:
-            shapes = [(s[0], size, size, s[3]) for s in spec.shapes]
+            shapes = [(s[0], size, size, s[3]) for s in base_shapes]
         else:
-            shapes = [(s[0], s[1], size, size) for s in spec.shapes]
+            shapes = [(s[0], s[1], size, size) for s in base_shapes]
         torch.manual_seed(0)
-        module = spec.create().eval()
         inputs = tuple(torch.randn(s) for s in shapes)
         try:
             flops = count_flops(module, inputs)
@@ -413,9 +435,10 @@ def save_figure(fig, path: Path, dpi: int) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plot_path: Optional[Path],
-              sweep: bool, report: Callable[[str], None] = print, progress: bool = True,
+def run_bench(targets: Sequence[Union[str, BenchTarget]], threads: int, json_path: Optional[Path],
+              plot_path: Optional[Path], sweep: bool, report: Callable[[str], None] = print, progress: bool = True,
               profile: bool = False) -> Dict[str, object]:
+    targets = [BenchTarget(t) if isinstance(t, str) else t for t in targets]
     gpu = torch.cuda.is_available()
     rates = matmul_peak_gflops(threads)
     peak = rates["peak"]
@@ -424,8 +447,8 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
            "FLOPs = matmul/conv FLOPs of the PyTorch forward")
     report(f"{'module':<28}{'MFLOP':>9}{'eager ms':>10}{'p90':>8}{'ORT ms':>9}{'p90':>8}{'ratio':>8}{'%peak':>7}")
     rows: List[BenchRow] = []
-    for name in with_progress(names, "bench", progress):
-        row = bench_module(name, threads, peak, gpu=gpu, profile=profile)
+    for target in with_progress(targets, "bench", progress):
+        row = bench_module(target, threads, peak, gpu=gpu, profile=profile)
         rows.append(row)
         gpu_text = "".join(f"  {k} {v.median_ms:.3f} ms ({row.eager.median_ms / v.median_ms:.1f}x)" for k, v in row.extra.items())
         report(f"{row.name:<28}{row.flops / 1e6:>9.1f}{row.eager.median_ms:>10.3f}{row.eager.p90_ms:>8.3f}"
@@ -443,14 +466,14 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
         "below_1x": [r.name for r in rows if r.ratio < 1.0],
         "big_modules_below_60pct_peak": [r.name for r in big if r.ort_peak_fraction < TARGET_PEAK_FRACTION],
     }
-    report(f"geometric mean ORT/eager ratio {summary['geomean_ratio']:.2f}x over {len(rows)} modules; "
+    report(f"geometric mean ORT/eager ratio {summary['geomean_ratio']:.2f}x over {len(rows)} module{'' if len(rows) == 1 else 's'}; "
            f"min {summary['min_ratio']:.2f}x; below 1.0x: {', '.join(summary['below_1x']) or 'none'}")
     if big:
         report(f"modules >= {TARGET_MIN_FLOPS / 1e6:.0f} MFLOP below {100 * TARGET_PEAK_FRACTION:.0f}% of peak: {', '.join(summary['big_modules_below_60pct_peak']) or 'none'}")
     result: Dict[str, object] = {"summary": summary, "rows": [asdict(r) for r in rows]}
     sweeps: List[Dict[str, object]] = []
     if sweep:
-        sweeps = [sweep_module(n) for n in with_progress(names, "sweep", progress)]
+        sweeps = [sweep_module(t) for t in with_progress(targets, "sweep", progress)]
         for entry in sweeps:
             if entry["growth"] is not None:
                 report(f"sweep {describe_growth(entry)}")
@@ -462,7 +485,7 @@ def run_bench(names: Sequence[str], threads: int, json_path: Optional[Path], plo
     return result
 
 
-def with_progress(items: Sequence[str], label: str, enabled: bool):
+def with_progress(items: Sequence, label: str, enabled: bool):
     """Yield ``items`` under a rich progress bar (when ``enabled``: a terminal is watching)."""
     if not enabled:
         yield from items
@@ -472,6 +495,6 @@ def with_progress(items: Sequence[str], label: str, enabled: bool):
     with Progress(transient=True) as bar:
         task = bar.add_task(label, total=len(items))
         for item in items:
-            bar.update(task, description=f"{label} {item}")
+            bar.update(task, description=f"{label} {getattr(item, 'name', item)}")
             yield item
             bar.advance(task)

@@ -36,6 +36,7 @@ COMMANDS_HELP = """commands:
   attn-export check FILE.onnx [--json]   predict TensorRT's ONNX parser verdict, node by node
   attn-export all [--out DIR] [--trt] [--fp16]   export and verify every registered module
   attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep] [--profile]   eager vs ONNX Runtime
+                    (one NAME may take --shape/--set/--weights, as for export)
 """
 
 
@@ -97,15 +98,20 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
     return parser
 
 
-def _options(args: argparse.Namespace):
-    # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
-    shapes = [parse_shape(s) for s in args.shape]
+def _parse_assignments(texts: Sequence[str]) -> Dict[str, object]:
     kwargs: Dict[str, object] = {}
-    for text in args.assignments:
+    for text in texts:
         key, value = parse_assignment(text)
         if key in kwargs:
             raise UsageError(f"--set {key} given twice ({kwargs[key]!r} and {value!r})")
         kwargs[key] = value
+    return kwargs
+
+
+def _options(args: argparse.Namespace):
+    # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
+    shapes = [parse_shape(s) for s in args.shape]
+    kwargs = _parse_assignments(args.assignments)
 
     from .export import DEFAULT_OPSET
     from .pipeline import DEFAULT_OUT_DIR, ExportOptions
@@ -222,12 +228,19 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
     import modules
 
-    from .bench import require_matplotlib, run_bench
+    from .bench import BenchTarget, build_target, require_matplotlib, run_bench
     from .pipeline import check_output_file
+    from .target import resolve_target
 
     parser = _Parser(prog="attn-export bench", description="Time PyTorch eager vs ONNX Runtime side by side; print ratios.")
-    parser.add_argument("names", nargs="*", help="registry names (default with --all: every module)")
+    parser.add_argument("names", nargs="*",
+                        help="registry names, or one package.module:attribute (with --shape)")
     parser.add_argument("--all", action="store_true", help="every registered module")
+    parser.add_argument("--shape", action="append", default=[], metavar="1,512,7,7",
+                        help="input shape, as for export (one NAME only)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="constructor keyword, as for export (one NAME only)")
+    parser.add_argument("--weights", type=Path, help="state dict to load, as for export (one NAME only)")
     parser.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1,
                         help="threads for both runtimes (default: all cores)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
@@ -240,18 +253,24 @@ def cmd_bench(argv: Sequence[str]) -> int:
         raise UsageError("name the modules to benchmark, or give --all")
     if args.names and args.all:
         raise UsageError(f"give module names or --all, not both (got --all and {' '.join(args.names)})")
-    for name in args.names:
-        try:
-            modules.get_spec(name)
-        except modules.UnknownModuleError as error:
-            raise UsageError(str(error)) from None
+    per_module = args.shape or args.assignments or args.weights is not None
+    if per_module and len(args.names) != 1:
+        raise UsageError("--shape, --set and --weights describe one module: give exactly one NAME with them")
+    shapes = [parse_shape(s) for s in args.shape]
+    kwargs = _parse_assignments(args.assignments)
+    for name in args.names:  # unknown names, failing imports, missing shapes: stop before the timing
+        if resolve_target(name).default_shapes is None and not shapes:
+            raise UsageError(f"{name}: give the input shape with --shape, e.g. --shape 1,3,640,640")
     if args.json:
         check_output_file(args.json, "--json")
     if args.plot:
         check_output_file(args.plot, "--plot", suffix=".png")
         require_matplotlib()
     names = modules.list_modules() if args.all else args.names
-    run_bench(names, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty(),
+    targets = [BenchTarget(n, shapes, kwargs, args.weights) for n in names]
+    if per_module:
+        build_target(targets[0])  # bad --shape/--set/--weights fail now, not after the peak is measured
+    run_bench(targets, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty(),
               profile=args.profile)
     return EXIT_OK
 

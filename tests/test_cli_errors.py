@@ -120,6 +120,9 @@ CASES = [
     ("bench-json-is-folder", ["bench", "se", "--json", "adir"], USAGE, "is a folder"),
     ("bench-plot-not-png", ["bench", "se", "--plot", "b.svg"], USAGE, ".png"),
     ("bench-threads-zero", ["bench", "se", "--threads", "0"], USAGE, "--threads"),
+    ("bench-import-needs-shape", ["bench", "nanmodel:NaNBlock"], USAGE, "--shape"),
+    ("bench-shape-for-two-names", ["bench", "se", "cbam", "--shape", "1,512,7,7"], USAGE, "exactly one NAME"),
+    ("bench-bad-shape", ["bench", "cbam", "--shape", "1,512,7"], USAGE, "rank 4"),
     ("bench-names-and-all", ["bench", "--all", "se"], USAGE, "not both"),
     ("all-pattern-matches-nothing", ["all", "--pattern", "zz*"], USAGE, "no registered module matches"),
 ]

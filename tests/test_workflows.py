@@ -80,6 +80,34 @@ def test_user_model_by_import_path_with_weights(cli, detector_package):
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_bench_takes_a_user_model_and_other_shapes(cli, detector_package):
+    run = cli("bench", "mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--json", "b.json",
+              "--threads", "1", timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (row,) = json.loads((detector_package / "b.json").read_text())["rows"]
+    assert row["name"] == "build" and row["shapes"] == [[1, 3, 64, 64]]
+    # the FLOPs are those of the model built with --set, at --shape
+    import sys
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(detector_package))
+    try:
+        from mydet.models import build
+
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            build(num_classes=3).eval()(torch.zeros(1, 3, 64, 64))
+    finally:
+        sys.path.remove(str(detector_package))
+        sys.modules.pop("mydet.models", None)
+        sys.modules.pop("mydet", None)
+    assert row["flops"] == counter.get_total_flops()
+    registry = cli("bench", "cbam", "--shape", "1,512,14,14", "--set", "reduction=8", "--json", "c.json", timeout=600)
+    assert registry.returncode == 0, registry.stdout + registry.stderr
+    assert json.loads((detector_package / "c.json").read_text())["rows"][0]["shapes"] == [[1, 512, 14, 14]]
+
+
 def test_user_class_by_import_path(cli, detector_package):
     run = cli("mydet.models:TinyDetector", "--shape", "2,3,32,48", "--out", "o")
     assert run.returncode == 0, run.stdout + run.stderr
