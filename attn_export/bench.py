@@ -477,6 +477,11 @@ def run_bench(targets: Sequence[Union[str, BenchTarget]], threads: int, json_pat
         for entry in sweeps:
             if entry["growth"] is not None:
                 report(f"sweep {describe_growth(entry)}")
+            else:
+                ran = [str(p["positions"]) for p in entry["points"]]
+                where = f"only at {ran[0]} positions" if ran else "at none of the sweep sizes"
+                report(f"sweep {entry['name']:<26} no growth measured: it runs {where} "
+                       "(its constructor fixes the input size)")
         result["sweep"] = sweeps
     if json_path:
         atomic_write(json_path, json.dumps(result, indent=2) + "\n")

@@ -206,6 +206,8 @@ def test_sweep_tells_quadratic_from_linear_and_constant():
     attention = growth["simplified_self_attention"]
     assert [p["positions"] for p in attention["points"]] == [49, 196, 784, 1764, 3136]
     assert [p["positions"] for p in growth["bam"]["points"]] == [49, 196, 784, 1764, 3136]  # 7x7 .. 56x56
+    fixed = sweep_module("gfnet")  # its filter is built for 14x14 tokens: one size, no growth law
+    assert [p["positions"] for p in fixed["points"]] == [196] and fixed["growth"] is None
 
 
 def test_flop_growth_splits_exact_power_laws():
