@@ -216,13 +216,14 @@ def profile_kernels(model: bytes, feeds: Dict[str, np.ndarray], threads: int, wo
     options.enable_profiling = True
     options.profile_file_prefix = str(workdir / "ort-profile")
     session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    for _ in range(5):
-        session.run(None, feeds)
-    # events before this point are warm-up: count only kernels that start after it
-    start_us = (time.perf_counter_ns() - session.get_profiling_start_time_ns()) / 1e3
-    for _ in range(runs):
+    warm_up = 5
+    for _ in range(warm_up + runs):
         session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())
+    # count only the kernels of the timed runs: those from the first run after the warm-up on
+    run_starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    assert len(run_starts) == warm_up + runs, f"expected {warm_up + runs} model_run events, got {len(run_starts)}"
+    start_us = run_starts[warm_up]
     totals: Dict[str, float] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= start_us:
