@@ -410,10 +410,10 @@ def plot(rows: Sequence[BenchRow], path: Path, sweeps: Sequence[Dict[str, object
         for entry in swept:
             points = entry["points"]
             positions = [p["positions"] for p in points]
-            quadratic = entry["growth"] in ("quadratic", "N^1.5")  # faster than linear
+            faster_than_linear = entry["growth"] in ("quadratic", "N^1.5")
             growth.loglog(positions, [max(p["flops"], 1) / 1e6 for p in points], marker="o", markersize=3,
-                          color="tab:red" if quadratic else "tab:grey", alpha=0.9 if quadratic else 0.4)
-            if quadratic:  # the ones a user must watch: label them at their largest size
+                          color="tab:red" if faster_than_linear else "tab:grey", alpha=0.9 if faster_than_linear else 0.4)
+            if faster_than_linear:  # the ones a user must watch: label them at their largest size
                 growth.annotate(f"{entry['name']} ({entry['growth']})", (positions[-1], points[-1]["flops"] / 1e6), fontsize=8,
                                 xytext=(4, 0), textcoords="offset points", va="center")
         growth.set_xlim(right=max(p["positions"] for e in swept for p in e["points"]) * 3)  # room for labels

@@ -230,7 +230,6 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
     from .bench import BenchTarget, build_target, require_matplotlib, run_bench
     from .pipeline import check_output_file
-    from .target import resolve_target
 
     parser = _Parser(prog="attn-export bench", description="Time PyTorch eager vs ONNX Runtime side by side; print ratios.")
     parser.add_argument("names", nargs="*",
@@ -258,9 +257,6 @@ def cmd_bench(argv: Sequence[str]) -> int:
         raise UsageError("--shape, --set and --weights describe one module: give exactly one NAME with them")
     shapes = [parse_shape(s) for s in args.shape]
     kwargs = _parse_assignments(args.assignments)
-    for name in args.names:  # unknown names, failing imports, missing shapes: stop before the timing
-        if resolve_target(name).default_shapes is None and not shapes:
-            raise UsageError(f"{name}: give the input shape with --shape, e.g. --shape 1,3,640,640")
     if args.json:
         check_output_file(args.json, "--json")
     if args.plot:
@@ -268,8 +264,10 @@ def cmd_bench(argv: Sequence[str]) -> int:
         require_matplotlib()
     names = modules.list_modules() if args.all else args.names
     targets = [BenchTarget(n, shapes, kwargs, args.weights) for n in names]
-    if per_module:
-        build_target(targets[0])  # bad --shape/--set/--weights fail now, not after the peak is measured
+    for target in targets if args.names else ():
+        # unknown names, failing imports, bad or missing --shape/--set/--weights: fail now, as
+        # export would, not after the matmul peak is measured
+        build_target(target)
     run_bench(targets, args.threads, args.json, args.plot, args.sweep, progress=sys.stderr.isatty(),
               profile=args.profile)
     return EXIT_OK
