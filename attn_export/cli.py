@@ -149,7 +149,7 @@ def cmd_export(argv: Sequence[str]) -> int:
 
 
 def cmd_list(argv: Sequence[str]) -> int:
-    import modules
+    from . import modules
 
     parser = _Parser(prog="attn-export list", description="List the registered modules.")
     parser.add_argument("pattern", nargs="?", default="*",
@@ -204,7 +204,7 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_all(argv: Sequence[str]) -> int:
-    import modules
+    from . import modules
 
     from .pipeline import DEFAULT_OUT_DIR, prepare_out_dir
     from .report import run_all
@@ -226,7 +226,7 @@ def cmd_all(argv: Sequence[str]) -> int:
 def cmd_bench(argv: Sequence[str]) -> int:
     import os
 
-    import modules
+    from . import modules
 
     from .bench import BenchTarget, build_target, require_matplotlib, run_bench
     from .pipeline import check_output_file

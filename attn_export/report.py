@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import modules
+from . import modules
 
 from .atomic import atomic_write
 from .bench import save_figure, time_side_by_side, with_progress

@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-import modules
-from modules import UnknownModuleError
+from . import modules
+from .modules import UnknownModuleError
 
 from .errors import UsageError, first_line
 

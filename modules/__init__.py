@@ -3,7 +3,7 @@
 Every file in this package (except those starting with ``_``) holds one paper or family
 and registers its blocks with :func:`register_module`. Importing the package imports them
 all, so the registry is complete and each registered class is importable from here under
-its reference class name (``from modules import CBAMBlock``).
+its reference class name (``from attn_export.modules import CBAMBlock``).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 
 from ._registry import (
+    DYNAMIC_AXES,
     ModuleSpec,
     UnknownModuleError,
     all_specs,
@@ -28,6 +29,7 @@ for _spec in all_specs():
     globals()[_spec.class_name] = _spec.cls
 
 __all__ = [
+    "DYNAMIC_AXES",
     "ModuleSpec",
     "UnknownModuleError",
     "all_specs",

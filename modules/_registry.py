@@ -9,11 +9,26 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from torch import nn
 
 Shape = Tuple[int, ...]
+AxisMap = Dict[str, int]  # axis name -> dimension index of one input
+
+# The input axes a graph can leave symbolic (``attn-export --dynamic``): "batch" is dim 0 of
+# every input; "height"/"width" the spatial dims of an image input (dims 2, 3 of NCHW; 1, 2
+# with layout="NHWC"); "tokens" dim 1 of a (B, N, C) sequence input.
+DYNAMIC_AXES = ("batch", "height", "width", "tokens")
+
+
+def default_axes(shape: Sequence[int], layout: str = "NCHW") -> AxisMap:
+    """Where each named axis sits in an input of this rank and layout."""
+    if len(shape) == 4:
+        return {"batch": 0, "height": 1, "width": 2} if layout == "NHWC" else {"batch": 0, "height": 2, "width": 3}
+    if len(shape) == 3:
+        return {"batch": 0, "tokens": 1}
+    return {"batch": 0}
 
 
 class UnknownModuleError(LookupError):
@@ -35,6 +50,24 @@ class ModuleSpec:
     rtol: Optional[float] = None
     notes: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
+    # Axes the module's math leaves free; every other axis is fixed by it (``fixed_because``
+    # says why, for the usage error). Spatial sizes must be multiples of ``spatial_multiple``
+    # (an int, or a function of the constructor keywords, e.g. a window count).
+    dynamic: Tuple[str, ...] = ("batch",)
+    fixed_because: str = ""
+    spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1
+    # Per input: axis name -> dim; None = default_axes(shape, layout) for each input.
+    input_axes: Optional[Tuple[AxisMap, ...]] = None
+    layout: str = "NCHW"
+
+    def axes_of_input(self, index: int, shape: Optional[Sequence[int]] = None) -> AxisMap:
+        if self.input_axes is not None:
+            return dict(self.input_axes[index])
+        return default_axes(shape if shape is not None else self.shapes[index], self.layout)
+
+    def multiple_for(self, kwargs: Dict[str, Any]) -> int:
+        value = self.spatial_multiple
+        return int(value({**self.kwargs, **kwargs}) if callable(value) else value)
 
     @property
     def class_name(self) -> str:
@@ -61,16 +94,24 @@ def register_module(
     atol: Optional[float] = None,
     rtol: Optional[float] = None,
     notes: str = "",
+    dynamic: Sequence[str] = ("batch",),
+    fixed_because: str = "",
+    spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1,
+    input_axes: Optional[Sequence[AxisMap]] = None,
+    layout: str = "NCHW",
     **extra: Any,
 ) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
     """Class decorator: ``@register_module("cbam", kwargs=..., shapes=[(1, 512, 7, 7)], ...)``.
 
-    ``shapes`` holds one default input shape per forward argument, in order.
+    ``shapes`` holds one default input shape per forward argument, in order. ``dynamic``
+    names the axes (of :data:`DYNAMIC_AXES`) the exported graph may leave symbolic.
     """
 
     def decorate(cls: Type[nn.Module]) -> Type[nn.Module]:
         assert name not in _REGISTRY, f"registry name {name!r} registered twice"
         assert shapes, f"{name}: at least one input shape is needed"
+        assert set(dynamic) <= set(DYNAMIC_AXES), f"{name}: unknown dynamic axes {dynamic}"
+        assert layout in ("NCHW", "NHWC"), f"{name}: layout {layout!r}"
         _REGISTRY[name] = ModuleSpec(
             name=name,
             cls=cls,
@@ -82,6 +123,11 @@ def register_module(
             rtol=rtol,
             notes=notes,
             extra=dict(extra),
+            dynamic=tuple(dynamic),
+            fixed_because=fixed_because,
+            spatial_multiple=spatial_multiple,
+            input_axes=tuple(dict(a) for a in input_axes) if input_axes is not None else None,
+            layout=layout,
         )
         return cls
 

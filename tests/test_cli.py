@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import modules
+from attn_export import modules
 
 
 def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):

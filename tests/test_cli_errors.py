@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import modules
+from attn_export import modules
 
 USAGE, VERIFY, ENVIRONMENT = 2, 1, 3
 

@@ -8,7 +8,7 @@ from importlib import resources
 import onnx
 import pytest
 
-import modules
+from attn_export import modules
 from attn_export.pipeline import ExportOptions, run_export
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-import modules
+from attn_export import modules
 from attn_export.compare import cosine_similarity
 from attn_export.errors import UsageError
 from attn_export.export import export_to_onnx, input_names_for

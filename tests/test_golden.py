@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import modules
+from attn_export import modules
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 INDEX = json.loads((GOLDEN_DIR / "index.json").read_text())

@@ -43,7 +43,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-import modules
+from attn_export import modules
 from attn_export.backends import OnnxRuntimeBackend, TorchBackend
 from attn_export.backends.tensorrt import (
     FLAG_STRONGLY_TYPED,

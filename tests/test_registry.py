@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import modules
-from modules import UnknownModuleError
+from attn_export import modules
+from attn_export.modules import UnknownModuleError
 
 
 def test_unknown_name_lists_close_matches():

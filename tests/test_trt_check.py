@@ -16,7 +16,7 @@ import torch
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-import modules
+from attn_export import modules
 from attn_export.errors import UsageError
 from attn_export.export import export_to_onnx, input_names_for
 from attn_export.trt_check import CheckReport, check_model, format_report, load_op_table

@@ -15,7 +15,7 @@ DETECTOR = textwrap.dedent(
     import torch
     from torch import nn
 
-    from modules import CBAMBlock, SEAttention
+    from attn_export.modules import CBAMBlock, SEAttention
 
 
     def conv(c_in, c_out, stride):
@@ -120,7 +120,7 @@ def test_nhwc_graph_takes_and_returns_channel_last(cli, tmp_path):
     assert session.get_inputs()[0].shape == [1, 7, 9, 64]
     assert session.get_outputs()[0].shape == [1, 7, 9, 64]
     # Parity against PyTorch on the permuted tensors, with the same seeded weights.
-    import modules
+    from attn_export import modules
 
     torch.manual_seed(0)
     module = modules.create_module("cbam", channel=64).eval()
@@ -140,7 +140,7 @@ def test_nhwc_refuses_other_ranks(cli):
 def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
     run = cli("all", "--pattern", "e*", "--out", "zoo", "--fp16")
     assert run.returncode == 0, run.stdout + run.stderr
-    import modules
+    from attn_export import modules
 
     names = modules.list_modules("e*")
     zoo = tmp_path / "zoo"
