@@ -139,7 +139,7 @@ class BenchTarget:
 
 def build_target(target: BenchTarget) -> Tuple[str, torch.nn.Module, List[Tuple[int, ...]]]:
     """The module and its input shapes, built as `attn-export NAME` builds them (seed 0)."""
-    from .pipeline import check_input_memory
+    from .options import check_input_memory
     from .target import build_module, resolve_shapes, resolve_target
     from .weights import load_weights
 

@@ -20,7 +20,7 @@ from .errors import (
     UsageError,
     first_line,
 )
-from .parsing import parse_assignment, parse_shape
+from .parsing import parse_assignment, parse_axes, parse_scales, parse_shape
 
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  passed
@@ -95,6 +95,18 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
     parser.add_argument("--trt", action="store_true", help="also build a TensorRT engine and verify it (needs tensorrt + CUDA)")
     parser.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (float16 inside, float32 at the edges)")
     parser.add_argument("--nhwc", action="store_true", help="channel-last graph inputs/outputs; --shape is then given as B,H,W,C")
+    parser.add_argument("--name", dest="artifact_name", help="base name of the written files (default: the registry name or the model's class)")
+    parser.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
+                        help="torch.onnx exporter (default auto: TorchScript, then dynamo if it fails; the manifest says which)")
+    parser.add_argument("--inputs", action="append", default=[], type=Path, metavar="FILE.npz",
+                        help="your own inputs (arrays by input name, forward parameter name or position); verified"
+                             " and used by --fp16; once per file")
+    parser.add_argument("--dynamic", metavar="AXES", help="symbolic axes: batch, height, width, tokens (e.g. batch,height,width)")
+    for bound in ("min", "opt", "max"):
+        parser.add_argument(f"--{bound}-shape", action="append", default=[], metavar="1,512,7,7", dest=f"{bound}_shape",
+                            help=f"{bound} shape of the dynamic profile; once per forward input")
+    parser.add_argument("--fp16-scales", metavar="1,10,100",
+                        help="input scales the fp16 check multiplies random draws by (default 1,10,100; 1 with --inputs)")
     return parser
 
 
@@ -112,9 +124,11 @@ def _options(args: argparse.Namespace):
     # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
     shapes = [parse_shape(s) for s in args.shape]
     kwargs = _parse_assignments(args.assignments)
+    dynamic = parse_axes(args.dynamic) if args.dynamic else ()
+    profile = {bound: [parse_shape(s) for s in getattr(args, f"{bound}_shape")] for bound in ("min", "opt", "max")}
 
     from .export import DEFAULT_OPSET
-    from .pipeline import DEFAULT_OUT_DIR, ExportOptions
+    from .options import DEFAULT_OUT_DIR, ExportOptions
 
     return ExportOptions(
         shapes=shapes,
@@ -128,6 +142,14 @@ def _options(args: argparse.Namespace):
         fp16=args.fp16,
         seed=args.seed,
         nhwc=args.nhwc,
+        exporter=args.exporter,
+        name=args.artifact_name,
+        inputs=args.inputs,
+        dynamic=dynamic,
+        min_shapes=profile["min"],
+        opt_shapes=profile["opt"],
+        max_shapes=profile["max"],
+        fp16_scales=parse_scales(args.fp16_scales) if args.fp16_scales else None,
     )
 
 
@@ -206,7 +228,7 @@ def cmd_check(argv: Sequence[str]) -> int:
 def cmd_all(argv: Sequence[str]) -> int:
     from . import modules
 
-    from .pipeline import DEFAULT_OUT_DIR, prepare_out_dir
+    from .options import DEFAULT_OUT_DIR, prepare_out_dir
     from .report import run_all
 
     parser = _Parser(prog="attn-export all", description="Export and verify every registered module; write report.{json,md,png}.")
@@ -229,7 +251,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
     from . import modules
 
     from .bench import BenchTarget, build_target, require_matplotlib, run_bench
-    from .pipeline import check_output_file
+    from .options import check_output_file
 
     parser = _Parser(prog="attn-export bench", description="Time PyTorch eager vs ONNX Runtime side by side; print ratios.")
     parser.add_argument("names", nargs="*",

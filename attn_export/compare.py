@@ -1,9 +1,10 @@
-"""Compare a backend's outputs with the reference: max abs and max rel error per output.
+"""Compare a backend's outputs with PyTorch's, output by output, on one input draw.
 
-An output passes when it has the reference's shape, is finite wherever the reference is,
-and every element satisfies ``|out - ref| <= atol + rtol * |ref|`` (numpy's ``allclose``
-rule). All outputs are compared before anything is reported, so one report lists every
-failure.
+The rules and their bounds are in :mod:`attn_export.tolerances`: elementwise
+``|out - ref| <= atol + rtol * |ref|`` and a scale-free error relative to the reference's
+variation (``nrmse``), so that a zero, constant, sign-flipped or wrong-branch graph fails
+at any output magnitude. Every output of every draw is compared before anything is
+reported, and :func:`raise_on_failures` raises once with every failure.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .errors import VerificationError
+from .tolerances import NRMSE_FLOOR_SHARE, Tolerance
 
 
 @dataclass
@@ -20,49 +22,47 @@ class OutputCheck:
     output: str
     max_abs_err: float
     max_rel_err: float
+    nrmse: float
+    cosine: float
     passed: bool
-    problem: str = ""  # why it failed, in words (shape, NaN/Inf, tolerance)
+    problem: str = ""  # why it failed, in words (shape, NaN/Inf, which rule)
+
+    def to_dict(self) -> dict:
+        return {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 @dataclass
 class BackendCheck:
     backend: str
-    atol: float
-    rtol: float
+    tolerance: Tolerance
+    draw: str = ""  # which input draw, e.g. "fresh normal (seed 1001)"
     outputs: List[OutputCheck] = field(default_factory=list)
-    cosine: Optional[float] = None
-    min_cosine: Optional[float] = None
 
     @property
     def passed(self) -> bool:
-        cosine_ok = self.min_cosine is None or (self.cosine is not None and self.cosine >= self.min_cosine)
-        return bool(self.outputs) and all(o.passed for o in self.outputs) and cosine_ok
+        return bool(self.outputs) and all(o.passed for o in self.outputs)
 
     @property
     def max_abs_err(self) -> float:
         return max((o.max_abs_err for o in self.outputs), default=float("nan"))
 
     @property
-    def max_rel_err(self) -> float:
-        return max((o.max_rel_err for o in self.outputs), default=float("nan"))
+    def worst_nrmse(self) -> float:
+        return max((o.nrmse for o in self.outputs), default=float("nan"))
 
     def failures(self) -> List[str]:
-        lines = [f"{self.backend} {o.output}: {o.problem}" for o in self.outputs if not o.passed]
-        if self.min_cosine is not None and not (self.cosine is not None and self.cosine >= self.min_cosine):
-            lines.append(f"{self.backend}: cosine similarity {self.cosine} below {self.min_cosine}")
-        return lines
+        where = f" on {self.draw}" if self.draw else ""
+        return [f"{self.backend} {o.output}{where}: {o.problem}" for o in self.outputs if not o.passed]
 
     def to_dict(self) -> dict:
         return {
             "backend": self.backend,
-            "max_abs_err": _json_float(self.max_abs_err),
-            "max_rel_err": _json_float(self.max_rel_err),
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "cosine": _json_float(self.cosine) if self.cosine is not None else None,
-            "min_cosine": self.min_cosine,
+            "draw": self.draw,
             "passed": self.passed,
-            "outputs": [{**asdict(o), "max_abs_err": _json_float(o.max_abs_err), "max_rel_err": _json_float(o.max_rel_err)} for o in self.outputs],
+            **asdict(self.tolerance),
+            "max_abs_err": _json_float(self.max_abs_err),
+            "worst_nrmse": _json_float(self.worst_nrmse),
+            "outputs": [o.to_dict() for o in self.outputs],
         }
 
 
@@ -80,65 +80,77 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a64, b64) / denominator)
 
 
-def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> OutputCheck:
+def normalized_rms_error(reference: np.ndarray, actual: np.ndarray) -> float:
+    """||actual - reference|| over the reference's variation (see the module docstring)."""
+    ref64, act64 = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
+    error = float(np.linalg.norm(act64 - ref64))
+    if error == 0.0:
+        return 0.0
+    scale = max(float(np.linalg.norm(ref64 - ref64.mean())), NRMSE_FLOOR_SHARE * float(np.linalg.norm(ref64)))
+    return error / scale if scale > 0.0 else float("inf")
+
+
+def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> OutputCheck:
     reference, actual = np.asarray(reference), np.asarray(actual)
     if reference.shape != actual.shape:
-        return OutputCheck(name, float("inf"), float("inf"), False, f"shape {actual.shape} != reference {reference.shape}")
+        return _failed(name, f"shape {actual.shape} != reference {reference.shape}")
     ref64, act64 = reference.astype(np.float64), actual.astype(np.float64)
-    bad_ref = ~np.isfinite(ref64)
-    bad_act = ~np.isfinite(act64)
+    bad_ref, bad_act = ~np.isfinite(ref64), ~np.isfinite(act64)
     if bad_ref.any() or bad_act.any():
         where = "reference" if bad_ref.any() else "output"
-        count = int(max(bad_ref.sum(), bad_act.sum()))
-        return OutputCheck(name, float("inf"), float("inf"), False, f"{count} NaN/Inf values in the {where}")
+        return _failed(name, f"{int(max(bad_ref.sum(), bad_act.sum()))} NaN/Inf values in the {where}")
     if ref64.size == 0:
-        return OutputCheck(name, 0.0, 0.0, True)
+        return OutputCheck(name, 0.0, 0.0, 0.0, 1.0, True)
     error = np.abs(act64 - ref64)
     magnitude = np.abs(ref64)
     max_abs = float(error.max())
     max_rel = float((error / np.maximum(magnitude, np.finfo(np.float32).tiny)).max())
-    allowed = atol + rtol * magnitude
+    nrmse = normalized_rms_error(ref64, act64)
+    cosine = cosine_similarity(ref64, act64)
+    allowed = tolerance.atol + tolerance.rtol * magnitude
     exceed = error > allowed
+    problems = []
     if exceed.any():
         worst = int(np.argmax(error - allowed))
-        return OutputCheck(
-            name,
-            max_abs,
-            max_rel,
-            False,
-            f"{int(exceed.sum())}/{error.size} elements exceed atol {atol:g} + rtol {rtol:g}*|ref|"
-            f" (worst: |{act64.flat[worst]:.6g} - {ref64.flat[worst]:.6g}| = {error.flat[worst]:.3g};"
-            f" max abs {max_abs:.3g}, max rel {max_rel:.3g})",
+        problems.append(
+            f"{int(exceed.sum())}/{error.size} elements exceed atol {tolerance.atol:g} + rtol {tolerance.rtol:g}*|ref|"
+            f" (worst |{act64.flat[worst]:.6g} - {ref64.flat[worst]:.6g}| = {error.flat[worst]:.3g})"
         )
-    return OutputCheck(name, max_abs, max_rel, True)
+    if nrmse > tolerance.max_nrmse:
+        problems.append(
+            f"error is {nrmse:.3g} of the output's variation (bound {tolerance.max_nrmse:g}; cosine {cosine:.4f},"
+            f" reference RMS {float(np.sqrt(np.mean(ref64**2))):.3g})"
+        )
+    return OutputCheck(name, max_abs, max_rel, nrmse, cosine, not problems, "; ".join(problems))
+
+
+def _failed(name: str, problem: str) -> OutputCheck:
+    inf = float("inf")
+    return OutputCheck(name, inf, inf, inf, float("nan"), False, problem)
 
 
 def compare(
     backend: str,
     references: Sequence[np.ndarray],
     actuals: Sequence[np.ndarray],
-    atol: float,
-    rtol: float,
+    tolerance: Tolerance,
     output_names: Optional[Sequence[str]] = None,
-    min_cosine: Optional[float] = None,
+    draw: str = "",
 ) -> BackendCheck:
     """Compare every output; never raises (see :func:`raise_on_failures`)."""
-    if atol < 0 or rtol < 0:
-        raise ValueError("tolerances must be non-negative")
+    if tolerance.atol < 0 or tolerance.rtol < 0 or tolerance.max_nrmse <= 0:
+        raise ValueError("tolerances must be non-negative (max_nrmse positive)")
     names = list(output_names) if output_names else [f"output_{i}" for i in range(len(references))]
-    check = BackendCheck(backend, atol, rtol, min_cosine=min_cosine)
+    check = BackendCheck(backend, tolerance, draw)
     if len(actuals) != len(references):
-        check.outputs.append(OutputCheck("*", float("inf"), float("inf"), False, f"{len(actuals)} outputs, reference has {len(references)}"))
+        check.outputs.append(_failed("*", f"{len(actuals)} outputs, reference has {len(references)}"))
         return check
-    check.outputs = [compare_output(n, r, a, atol, rtol) for n, r, a in zip(names, references, actuals)]
-    if min_cosine is not None or len(references) == 1:
-        cosines = [cosine_similarity(r, a) for r, a in zip(references, actuals) if np.shape(r) == np.shape(a)]
-        check.cosine = min(cosines) if len(cosines) == len(references) else float("nan")
+    check.outputs = [compare_output(n, r, a, tolerance) for n, r, a in zip(names, references, actuals)]
     return check
 
 
 def raise_on_failures(checks: Sequence[BackendCheck]) -> None:
-    """Raise one :class:`VerificationError` listing every failed output of every backend."""
+    """Raise one :class:`VerificationError` listing every failed output of every backend and draw."""
     failures = [line for check in checks for line in check.failures()]
     if failures:
         raise VerificationError("; ".join(failures))

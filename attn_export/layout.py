@@ -6,7 +6,7 @@ the exported graph's edges are channel-last while the module stays as written.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,14 +23,19 @@ class ChannelsLastAdapter(nn.Module):
 
     def forward(self, *inputs: torch.Tensor):
         nchw = [x.permute(0, 3, 1, 2) for x in inputs]  # (B, H, W, C) -> (B, C, H, W)
-        out = self.module(*nchw)
-        if isinstance(out, (tuple, list)):
-            return tuple(self._back(o) for o in out)
-        return self._back(out)
+        return self._back(self.module(*nchw))
 
-    @staticmethod
-    def _back(out: torch.Tensor) -> torch.Tensor:
-        return out.permute(0, 2, 3, 1) if out.dim() == 4 else out  # (B, C, H, W) -> (B, H, W, C)
+    @classmethod
+    def _back(cls, out: Any) -> Any:
+        """Every 4-D tensor leaf of the output structure back to (B, H, W, C)."""
+        if isinstance(out, torch.Tensor):
+            return out.permute(0, 2, 3, 1) if out.dim() == 4 else out  # (B, C, H, W) -> (B, H, W, C)
+        if isinstance(out, dict):
+            return {k: cls._back(v) for k, v in out.items()}
+        if isinstance(out, (tuple, list)):
+            backs = [cls._back(v) for v in out]
+            return backs if isinstance(out, list) else tuple(backs)
+        return out
 
 
 def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> List[Shape]:

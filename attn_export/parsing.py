@@ -33,6 +33,31 @@ def parse_shape(text: str) -> Tuple[int, ...]:
     return tuple(dims)
 
 
+# The axes --dynamic may name (the registry's DYNAMIC_AXES; repeated here so that parsing
+# a command line imports neither torch nor the zoo).
+AXES = ("batch", "height", "width", "tokens")
+
+
+def parse_axes(text: str) -> Tuple[str, ...]:
+    """``"batch,height"`` -> ``("batch", "height")``."""
+    axes = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    unknown = [a for a in axes if a not in AXES]
+    if not axes or unknown:
+        raise UsageError(f"--dynamic {text!r}: expected a comma-separated subset of {', '.join(AXES)}")
+    return axes
+
+
+def parse_scales(text: str) -> Tuple[float, ...]:
+    """``"1,10,100"`` -> ``(1.0, 10.0, 100.0)``."""
+    try:
+        scales = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100") from None
+    if not scales or not all(s > 0 and s != float("inf") for s in scales):
+        raise UsageError(f"--fp16-scales {text!r}: scales must be positive and finite")
+    return scales
+
+
 def parse_value(text: str) -> Any:
     """A ``--set`` value: JSON or a Python literal; anything else stays a string."""
     stripped = text.strip()

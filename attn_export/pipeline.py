@@ -1,57 +1,102 @@
-"""The export job: module -> ONNX -> onnxsim -> checks -> ONNX Runtime (and TensorRT) -> artifacts.
+"""The export job as stages: build -> reference -> export (+ onnxsim) -> static checks ->
+verify -> fp16 -> engine -> write.
 
-Everything is computed in memory and verified before the first byte is written; artifacts
-are then written under temporary names and renamed, so a failed or interrupted run leaves
-the previous artifacts as they were.
+Each stage is a function with a typed result; :func:`run_export` runs them in order and
+the CLI and the Python API (:func:`attn_export.export`) are thin callers. Everything is
+verified in memory (TensorRT engines are built from the graph's bytes) and written once at
+the end under temporary names that are then renamed, so a failed or interrupted run leaves
+earlier artifacts as they were and the manifest is never rewritten.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
-import sys
+import copy
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import onnx
 import torch
+from torch import nn
 
-from . import __version__
+from . import tolerances
 from .atomic import TempFiles, folder_lock
-from .backends import OnnxRuntimeBackend, TorchBackend
+from .backends import OnnxRuntimeBackend
 from .compare import BackendCheck, compare, raise_on_failures
+from .draws import DrawSet, InputDraw, export_draw, fresh_draws, load_user_inputs
+from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points, resolve_profiles
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
-from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, export_to_onnx, input_names_for
+from .export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
-from .target import Shape, build_module, resolve_shapes, resolve_target
-from .weights import file_sha256, load_weights
-
-DEFAULT_ATOL = 1e-4  # fp32 ORT vs PyTorch: same math, different summation order and kernels
-DEFAULT_RTOL = 1e-4
-DEFAULT_OUT_DIR = Path("attn_export_out")
+from .manifest import artifact_name, build_manifest, manifest_bytes
+from .options import DEFAULT_OUT_DIR, ExportOptions, check_input_memory, prepare_out_dir, validate_options
+from .structure import FlatOutputs, OutputLeaf, flatten_outputs, output_leaves
+from .target import Shape, Target, build_module, forward_parameter_names, module_target, resolve_shapes, resolve_target
+from .weights import load_weights
 
 Reporter = Callable[[str], None]
+EXPORT_INPUTS_METADATA_KEY = "attn_export.export_shapes"  # read by trt_check's dynamic-dim rules
+
+__all__ = ["DEFAULT_OPSET", "DEFAULT_OUT_DIR", "ExportOptions", "ExportResult", "run_export"]
+
+
+class Timer:
+    """Prints one line per step with its duration."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+        self.seconds: Dict[str, float] = {}
+
+    def step(self, label: str, started: float, detail: str = "") -> None:
+        elapsed = time.perf_counter() - started
+        self.seconds[label] = round(elapsed, 4)
+        self.report(f"  {label:<12} {elapsed:6.2f} s  {detail}".rstrip())
+
+
+# ----------------------------------------------------------------------------- stage results
 
 
 @dataclass
-class ExportOptions:
-    shapes: Sequence[Shape] = ()
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    weights: Optional[Path] = None
-    out_dir: Path = DEFAULT_OUT_DIR
-    opset: int = DEFAULT_OPSET
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
-    trt: bool = False
-    fp16: bool = False
-    seed: int = 0
-    threads: Optional[int] = None
-    nhwc: bool = False
+class BuiltModel:
+    target: Target
+    name: str
+    module: nn.Module  # what is exported (wrapped for --nhwc)
+    class_name: str
+    kwargs: Dict[str, Any]
+    input_names: List[str]
+    shapes: List[Shape]  # the export shapes (opt of a dynamic profile)
+    profiles: List[InputProfile] = field(default_factory=list)
+    user_draws: List[InputDraw] = field(default_factory=list)
+
+
+@dataclass
+class ReferenceRun:
+    draws: DrawSet
+    leaves: List[OutputLeaf]
+    outputs: Dict[str, List[np.ndarray]]  # draw label -> outputs in leaf order
+    pristine: nn.Module  # a copy made before any forward ran: what the exporter traces
+
+    @property
+    def output_names(self) -> List[str]:
+        return [leaf.name for leaf in self.leaves]
+
+
+@dataclass
+class Fp16Stage:
+    section: Dict[str, Any]
+    model_bytes: bytes
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.section["passed"])
+
+
+@dataclass
+class EngineStage:
+    section: Dict[str, Any]
+    checks: List[BackendCheck]
+    engines: Dict[str, bytes]  # file name -> engine bytes that passed
+    missing: Optional[str] = None  # why no engine was built (TensorRT or CUDA absent)
 
 
 @dataclass
@@ -68,256 +113,155 @@ class ExportResult:
         return bool(self.manifest["passed"])
 
 
-def validate_options(options: ExportOptions) -> None:
-    if not MIN_OPSET <= options.opset <= MAX_OPSET:
-        raise UsageError(f"--opset {options.opset} is outside the supported range {MIN_OPSET}-{MAX_OPSET}")
-    for label, value in (("--atol", options.atol), ("--rtol", options.rtol)):
-        if value is not None and not (np.isfinite(value) and value >= 0):
-            raise UsageError(f"{label} must be a finite number >= 0, got {value}")
-    check_out_dir(Path(options.out_dir))
+# ----------------------------------------------------------------------------- stages
 
 
-def check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
-
-
-def prepare_out_dir(out: Path) -> None:
-    check_out_dir(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create --out folder {str(out)!r}: {error.strerror or error}") from None
-    probe = out / ".attn-export-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"cannot write into --out folder {str(out)!r}: {error.strerror or error}") from None
-
-
-def check_output_file(path: Path, flag: str, suffix: Optional[str] = None) -> None:
-    """Before a long run: a file option must name a file that can be written."""
-    if suffix and path.suffix.lower() != suffix:
-        raise UsageError(f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix} (got {str(path)!r})")
-    if path.is_dir():
-        raise UsageError(f"{flag} {str(path)!r} is a folder, not a file")
-    parent = path.parent
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {str(path)!r}: folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{flag} {str(path)!r}: folder {str(parent)!r} is not writable")
-
-
-# The run holds each input several times over (torch, ONNX Runtime, the comparison) and the
-# module's activations are larger still: refuse inputs that alone take a quarter of the RAM.
-INPUT_MEMORY_FRACTION = 0.25
-
-
-def check_input_memory(shapes: Sequence[Shape]) -> None:
-    needed = sum(4 * int(np.prod(shape, dtype=np.float64)) for shape in shapes)  # float32
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): let allocation decide
-        return
-    if needed > INPUT_MEMORY_FRACTION * physical:
-        shapes_text = " ".join(",".join(map(str, shape)) for shape in shapes)
-        raise UsageError(
-            f"inputs {shapes_text} take {needed / 2**30:.1f} GiB as float32, more than a quarter of this "
-            f"machine's {physical / 2**30:.0f} GiB of memory; give a smaller --shape"
-        )
-
-
-def random_inputs(shapes: Sequence[Shape], seed: int) -> List[np.ndarray]:
-    generator = np.random.default_rng(seed)
-    return [generator.standard_normal(shape, dtype=np.float32) for shape in shapes]
-
-
-def package_versions() -> Dict[str, Optional[str]]:
-    versions: Dict[str, Optional[str]] = {"attn_export": __version__, "python": platform.python_version()}
-    for package in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "numpy", "tensorrt", "onnxconverter-common"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-class Timer:
-    """Prints one line per step with its duration."""
-
-    def __init__(self, report: Reporter) -> None:
-        self.report = report
-        self.seconds: Dict[str, float] = {}
-
-    def step(self, label: str, started: float, detail: str = "") -> None:
-        elapsed = time.perf_counter() - started
-        self.seconds[label] = round(elapsed, 4)
-        self.report(f"  {label:<12} {elapsed:6.2f} s  {detail}".rstrip())
-
-
-def run_export(name: str, options: ExportOptions, report: Reporter = print) -> ExportResult:
-    """Export, verify and write the artifacts of one module. Raises on any failure."""
-    validate_options(options)
-    target = resolve_target(name)
-    module, kwargs = build_module(target, dict(options.kwargs), options.seed)
+def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
+    """Stage 1: the module with its weights, input names and (profile) shapes."""
+    resolved = resolve_target(target) if isinstance(target, str) else module_target(target)
+    module, kwargs = build_module(resolved, dict(options.kwargs), options.seed)
     if options.weights is not None:
         load_weights(module, Path(options.weights))
-    shapes = resolve_shapes(target, options.shapes, module, nhwc=options.nhwc)
+    class_name = type(module).__name__
+    input_names_guess = input_names_for(len(resolved.default_shapes)) if resolved.default_shapes else None
+    user_draws = _user_draws(options, module, input_names_guess)
+    shapes = _shapes(resolved, options, module, user_draws)
     if options.nhwc:
-        shapes = check_nhwc_shapes(target.name, shapes)
+        shapes = check_nhwc_shapes(resolved.name or class_name, shapes)
         module = ChannelsLastAdapter(module).eval()
     check_input_memory(shapes)
-    out_dir = Path(options.out_dir)
-    prepare_out_dir(out_dir)
-    atol = options.atol if options.atol is not None else (target.atol if target.atol is not None else DEFAULT_ATOL)
-    rtol = options.rtol if options.rtol is not None else (target.rtol if target.rtol is not None else DEFAULT_RTOL)
-    timer = Timer(report)
-
-    arrays = random_inputs(shapes, options.seed)
     input_names = input_names_for(len(shapes))
-    feeds = dict(zip(input_names, arrays))
-    torch_backend = TorchBackend(module, input_names)
-    started = time.perf_counter()
+    name = artifact_name(options.name, resolved.name, class_name)
+    built = BuiltModel(resolved, name, module, class_name, kwargs, input_names, list(shapes), user_draws=user_draws)
+    built.profiles = _profiles(built, options)
+    _check_user_draw_shapes(built)
+    return built
+
+
+def _user_draws(options: ExportOptions, module: nn.Module, input_names: Optional[List[str]]) -> List[InputDraw]:
+    if not options.inputs:
+        return []
+    parameters = forward_parameter_names(module)
+    count = len(input_names) if input_names else max(1, len([p for p in parameters]))
+    names = input_names or input_names_for(count)
+    return [load_user_inputs(Path(path), names, parameters[: len(names)]) for path in options.inputs]
+
+
+def _shapes(target: Target, options: ExportOptions, module: nn.Module, user_draws: List[InputDraw]) -> List[Shape]:
+    if not options.shapes and user_draws and target.default_shapes is None:
+        return [tuple(a.shape) for a in user_draws[0].arrays]  # a user's model: shapes from its inputs
+    return resolve_shapes(target, options.shapes, module, nhwc=options.nhwc)
+
+
+def _profiles(built: BuiltModel, options: ExportOptions) -> List[InputProfile]:
+    if not options.dynamic:
+        return []
+    spec = built.target.spec
+    if spec is not None:
+        check_axes_allowed(built.name, options.dynamic, spec.dynamic, spec.fixed_because)
+    layout = "NHWC" if options.nhwc else (spec.layout if spec else "NCHW")
+    registry_axes = None if (spec is None or options.nhwc or spec.input_axes is None) else spec.input_axes
+    maps = axis_maps(built.shapes, registry_axes, layout)
+    multiple = spec.multiple_for(built.kwargs) if spec else 1
+    given = {"min": options.min_shapes, "opt": options.opt_shapes, "max": options.max_shapes}
+    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, multiple, given)
+
+
+def _check_user_draw_shapes(built: BuiltModel) -> None:
+    """User inputs must fit the graph: the export shapes, or inside the dynamic profile."""
+    profiles = {p.name: p for p in built.profiles}
+    for draw in built.user_draws:
+        for name, shape, array in zip(built.input_names, built.shapes, draw.arrays):
+            profile = profiles.get(name)
+            fits = (
+                all(lo <= d <= hi for d, lo, hi in zip(array.shape, profile.min, profile.max)) and array.ndim == len(shape)
+                if profile else tuple(array.shape) == tuple(shape)
+            )
+            if not fits:
+                allowed = f"{_shape_text(profile.min)} to {_shape_text(profile.max)}" if profile else _shape_text(shape)
+                raise UsageError(
+                    f"--inputs {draw.label}: {name} has shape {_shape_text(array.shape)}, the graph takes {allowed}"
+                    + ("" if profile else " (see --shape, or --dynamic for other sizes)")
+                )
+
+
+def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
+    """Stage 2: PyTorch on every draw, on a copy, so that the exporter traces an untouched model."""
+    pristine = _copy_of(built.module)
+    draws = DrawSet(export_draw(built.shapes, options.seed), _verify_draws(built, options))
+    runner = built.module
+    outputs: Dict[str, List[np.ndarray]] = {}
+    leaves: Optional[List[OutputLeaf]] = None
+    for draw in draws.all:
+        result = _torch_forward(runner, draw, built)
+        if leaves is None:
+            leaves = output_leaves(result)
+        outputs[draw.label] = [t.detach().float().cpu().numpy() for _, t in flatten_outputs(result)]
+    assert leaves is not None
+    return ReferenceRun(draws, leaves, outputs, pristine)
+
+
+def _copy_of(module: nn.Module) -> nn.Module:
     try:
-        references = torch_backend.run(feeds)
-    except MemoryError:  # the machine's limit, not the user's input: the CLI says so
+        return copy.deepcopy(module)
+    except Exception as error:  # a model holding something uncopyable: say so rather than trace a used one
+        raise UsageError(f"cannot copy the model before its reference run ({first_line(error)})") from None
+
+
+def _verify_draws(built: BuiltModel, options: ExportOptions) -> List[InputDraw]:
+    draws = fresh_draws(built.shapes, options.seed, count=options.verify_draws)
+    if built.profiles:
+        points = profile_points(built.profiles, built.shapes, built.input_names, _multiple(built))
+        for index, (label, shapes) in enumerate(points):
+            if label != "opt":
+                draws += fresh_draws(shapes, options.seed + 100 * (index + 1), count=1, point=label, first_kind=index)
+    return draws + built.user_draws
+
+
+def _multiple(built: BuiltModel) -> int:
+    spec = built.target.spec
+    return spec.multiple_for(built.kwargs) if spec else 1
+
+
+def _torch_forward(module: nn.Module, draw: InputDraw, built: BuiltModel) -> Any:
+    args = [torch.from_numpy(np.ascontiguousarray(a)) for a in draw.arrays]
+    try:
+        with torch.no_grad():  # not inference_mode: tensors a model caches must stay usable by the tracer
+            return module(*args)
+    except MemoryError:
         raise
     except Exception as error:  # a shape the module cannot take: the user's input
-        shape_text = " ".join(",".join(map(str, s)) for s in shapes)
-        raise UsageError(f"{target.name} cannot take input shape {shape_text}: {first_line(error)}") from None
-    timer.step("torch", started, f"{len(references)} output(s) {', '.join(str(tuple(r.shape)) for r in references)}")
-    output_names = ["output"] if len(references) == 1 else [f"output_{i}" for i in range(len(references))]
-
-    started = time.perf_counter()
-    try:
-        graph = export_to_onnx(module, tuple(torch.from_numpy(a) for a in arrays), input_names, output_names, options.opset)
-    except (UsageError, VerificationError, MemoryError):
-        raise
-    except Exception as error:
-        raise VerificationError(f"export of {target.name} failed: {first_line(error)}") from None
-    timer.step("export", started, f"opset {graph.opset}, {graph.nodes_exported} -> {graph.nodes_simplified} nodes (onnxsim)")
-    onnx_bytes = graph.model.SerializeToString(deterministic=True)
-
-    started = time.perf_counter()
-    trt_verdict = _static_trt_check(graph.model, f"{target.name}.onnx", options.trt, report)
-    timer.step("trt-check", started, _verdict_text(trt_verdict))
-
-    started = time.perf_counter()
-    ort_backend = OnnxRuntimeBackend(onnx_bytes, threads=options.threads)
-    checks: List[BackendCheck] = [compare(ort_backend.name, references, ort_backend.run(feeds), atol, rtol, output_names)]
-    timer.step("onnxruntime", started, _check_text(checks[-1]))
-
-    fp16_section = None
-    fp16_bytes = None
-    if options.fp16:
-        started = time.perf_counter()
-        fp16_section, fp16_bytes = _fp16_graph(graph.model, feeds, target.name, options.trt, report)
-        timer.step("fp16", started, "passed" if fp16_section["passed"] else "FAILED")
-
-    onnx_path = out_dir / f"{target.name}.onnx"
-    manifest_path = out_dir / f"{target.name}.json"
-    manifest: Dict[str, Any] = {
-        "module": target.name,
-        "source": target.source,
-        "class": type(module.module if options.nhwc else module).__name__,
-        "layout": "NHWC" if options.nhwc else "as the module (NCHW for 4-D)",
-        "paper": target.paper,
-        "kwargs": _jsonable(kwargs),
-        "seed": options.seed,
-        "weights": {"file": str(options.weights), "sha256": file_sha256(Path(options.weights))} if options.weights else None,
-        "inputs": [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()],
-        # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
-        "unused_inputs": [n for n in feeds if n not in {i.name for i in graph.model.graph.input}],
-        "outputs": [{"name": n, "shape": list(r.shape), "dtype": "float32"} for n, r in zip(output_names, references)],
-        "onnx": {
-            "file": onnx_path.name,
-            "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-            "opset": graph.opset,
-            "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
-            "simplifier": {"tool": "onnxsim", "skipped_passes": ["fuse_qkv"]},
-            "nodes_exported": graph.nodes_exported,
-            "nodes_simplified": graph.nodes_simplified,
-            "op_types": sorted({n.op_type for n in graph.model.graph.node}),
-        },
-        "trt_parser_check": trt_verdict,
-        "fp16": fp16_section,
-        "versions": package_versions(),
-        "command": _command_line(),
-        "timings_s": timer.seconds,
-        "checks": [c.to_dict() for c in checks],
-    }
-    manifest["passed"] = all(c.passed for c in checks) and (fp16_section is None or fp16_section["passed"])
-    if not manifest["passed"]:
-        raise_on_failures(checks)
-        raise VerificationError(f"{target.name}: the fp16 graph fails its storage check: {fp16_section.get('reason', '')}")
-
-    with TempFiles() as temps:
-        onnx_temp = temps.write_bytes(onnx_path, onnx_bytes)
-        fp16_temp = temps.write_bytes(out_dir / f"{target.name}.fp16.onnx", fp16_bytes) if fp16_bytes else None
-        manifest_temp = temps.write_bytes(manifest_path, _manifest_bytes(manifest))
-        with folder_lock(out_dir):
-            temps.commit(onnx_temp, onnx_path)
-            if fp16_temp:
-                temps.commit(fp16_temp, out_dir / f"{target.name}.fp16.onnx")
-            temps.commit(manifest_temp, manifest_path)
-
-    result = ExportResult(target.name, onnx_path, manifest_path, manifest,
-                          runners={"torch": torch_backend, "onnxruntime": ort_backend, "feeds": feeds, "references": references})
-    if options.trt:
-        _tensorrt_stage(result, feeds, references, output_names, options, timer, fp16_bytes)
-    return result
+        shapes = " ".join(_shape_text(a.shape) for a in draw.arrays)
+        raise UsageError(f"{built.name} cannot take input shape {shapes} ({draw.label}): {first_line(error)}") from None
 
 
-def _tensorrt_stage(result, feeds, references, output_names, options, timer, fp16_bytes) -> None:
-    """Build and verify TensorRT engines; the manifest is rewritten with the new checks."""
-    from .backends import tensorrt as trt_backend
-
-    reason = trt_backend.tensorrt_unavailable_reason()
-    manifest = result.manifest
-    if reason is not None:
-        manifest["tensorrt"] = {"status": "not run", "reason": reason}
-        _rewrite_manifest(result)
-        raise EnvironmentMissingError(f"no TensorRT engine built: {reason}; the verified ONNX is in {result.onnx_path}")
-    out_dir = result.onnx_path.parent
-    cache_dir = out_dir / ".engine-cache"
-    builds = [("fp32", result.onnx_path, out_dir / f"{result.name}.engine")]
-    if fp16_bytes:
-        builds.append(("fp16", out_dir / f"{result.name}.fp16.onnx", out_dir / f"{result.name}.fp16.engine"))
-    engines = []
-    for precision, onnx_path, engine_path in builds:
-        started = time.perf_counter()
-        with TempFiles() as temps:
-            engine_temp = temps.temp_for(engine_path)
-            info = trt_backend.build_engine(
-                onnx_path, engine_temp, precision=precision, timing_cache=out_dir / "trt.timing.cache", cache_dir=cache_dir
-            )
-            backend = trt_backend.TensorRTBackend(engine_temp, precision=precision)
-            try:
-                outputs = backend.run(feeds)
-            finally:
-                backend.close()  # free GPU memory before the next build
-            atol, rtol, min_cosine = trt_backend.TOLERANCES[precision]
-            check = compare(backend.name, references, outputs, atol, rtol, output_names, min_cosine=min_cosine)
-            manifest["checks"].append(check.to_dict())
-            engine_record = {k: v for k, v in info.to_dict().items() if k != "engine_path"}  # a temporary name
-            engines.append({**engine_record, "file": engine_path.name, "passed": check.passed})
-            if check.passed:
-                temps.commit(engine_temp, engine_path)
-        timer.step(f"trt-{precision}", started, _check_text(check) + (" (engine cache hit)" if info.cache_hit else ""))
-    manifest["tensorrt"] = {"status": "run", "engines": engines}
-    manifest["passed"] = all(c["passed"] for c in manifest["checks"])
-    _rewrite_manifest(result)
-    if not manifest["passed"]:
-        failed = [c["backend"] for c in manifest["checks"] if not c["passed"]]
-        raise VerificationError(f"{result.name}: {', '.join(failed)} output does not match PyTorch (see {result.manifest_path})")
+def export_graph(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -> ExportedGraph:
+    """Stage 3: trace the untouched copy at the export draw, simplify with onnxsim, check."""
+    example = tuple(torch.from_numpy(a) for a in ref.draws.export.arrays)
+    dynamic_axes = {p.name: dict(p.axes) for p in built.profiles} or None
+    graph = export_to_onnx(
+        FlatOutputs(ref.pristine).eval(), example, built.input_names, ref.output_names, options.opset,
+        exporter=options.exporter, dynamic_axes=dynamic_axes,
+    )
+    _record_export_shapes(graph, built)
+    return graph
 
 
-def _static_trt_check(model: onnx.ModelProto, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
-    """TensorRT parser prediction for a graph about to be written: fatal under --trt, else a warning."""
+def _record_export_shapes(graph: ExportedGraph, built: BuiltModel) -> None:
+    if not built.profiles:
+        return
+    import json
+
+    entry = graph.model.metadata_props.add()
+    entry.key = EXPORT_INPUTS_METADATA_KEY
+    entry.value = json.dumps({n: list(s) for n, s in zip(built.input_names, built.shapes)})
+
+
+def static_checks(graph: ExportedGraph, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
+    """Stage 4: TensorRT parser prediction: fatal under --trt, else a warning."""
     from .trt_check import check_model
 
-    verdict = check_model(model).to_dict()
+    verdict = check_model(graph.model).to_dict()
     errors = [f for f in verdict["findings"] if f["severity"] == "error"]
     if errors:
         first = errors[0]
@@ -328,37 +272,185 @@ def _static_trt_check(model: onnx.ModelProto, file_name: str, required: bool, re
     return verdict
 
 
+def verify(onnx_bytes: bytes, built: BuiltModel, ref: ReferenceRun, tolerance: tolerances.Tolerance,
+           threads: Optional[int]) -> tuple:
+    """Stage 5: ONNX Runtime against PyTorch on every verification draw (never the export draw)."""
+    backend = OnnxRuntimeBackend(onnx_bytes, threads=threads)
+    checks = []
+    for draw in ref.draws.verify:
+        try:
+            actual = backend.run(draw.feeds(built.input_names))
+        except Exception as error:  # e.g. a baked size that breaks at another batch
+            raise VerificationError(f"onnxruntime cannot run the graph on {draw.label}: {first_line(error)}") from None
+        checks.append(compare(backend.name, ref.outputs[draw.label], actual, tolerance, ref.output_names, draw.label))
+    return checks, backend
+
+
+def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, options: ExportOptions,
+               report: Reporter) -> Fp16Stage:
+    """Stage 6: the fp16 graph, tuned on some draws and judged on others."""
+    from .fp16 import Draw, convert_to_fp16
+
+    def as_fp16_draws(draws: Sequence[InputDraw]) -> List[Draw]:
+        return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
+
+    fresh = [d for d in ref.draws.verify if d.role == "fresh"]
+    user = [d for d in ref.draws.verify if d.role == "user"]
+    tuning = [ref.draws.export, *fresh[: len(fresh) // 2], *user]
+    checks = [*fresh[len(fresh) // 2:], *user]
+    scales = options.fp16_scales or ((1.0,) if user else None)
+    kwargs = {"scales": tuple(scales)} if scales else {}
+    result = convert_to_fp16(graph.model, as_fp16_draws(tuning), as_fp16_draws(checks), **kwargs)
+    section = result.to_dict()
+    section["trt_parser_check"] = static_checks(ExportedGraph(result.model, 0, 0, graph.opset), f"{built.name}.fp16.onnx",
+                                                options.trt, report)
+    return Fp16Stage(section, result.model.SerializeToString(deterministic=True))
+
+
+def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel, ref: ReferenceRun,
+                 options: ExportOptions, timer: Timer) -> EngineStage:
+    """Stage 7: TensorRT engines built from the graphs' bytes, checked on every verification draw."""
+    from .backends import tensorrt as trt_backend
+
+    reason = trt_backend.tensorrt_unavailable_reason()
+    if reason is not None:
+        return EngineStage({"status": "not run", "reason": reason}, [], {}, missing=reason)
+    profile = {p.name: (p.min, p.opt, p.max) for p in built.profiles} or None
+    builds = [("fp32", onnx_bytes, f"{built.name}.engine", tolerances.TENSORRT_FP32)]
+    if fp16 is not None:
+        builds.append(("fp16", fp16.model_bytes, f"{built.name}.fp16.engine", tolerances.FP16))
+    cache_dir = Path(options.out_dir) / ".engine-cache"
+    section: Dict[str, Any] = {"status": "run", "engines": []}
+    checks: List[BackendCheck] = []
+    engines: Dict[str, bytes] = {}
+    for precision, graph_bytes, file_name, tolerance in builds:
+        started = time.perf_counter()
+        engine = trt_backend.build_engine(graph_bytes, precision=precision, profile=profile,
+                                          timing_cache=Path(options.out_dir) / "trt.timing.cache", cache_dir=cache_dir)
+        backend = trt_backend.TensorRTBackend(engine.engine_bytes, precision=precision)
+        try:
+            ours = [compare(backend.name, ref.outputs[d.label], backend.run(d.feeds(built.input_names)), tolerance,
+                            ref.output_names, d.label) for d in ref.draws.verify]
+        finally:
+            backend.close()  # free GPU memory before the next build
+        passed = all(c.passed for c in ours)
+        checks += ours
+        section["engines"].append({**engine.info.to_dict(), "file": file_name, "passed": passed})
+        if passed:
+            engines[file_name] = engine.engine_bytes
+        timer.step(f"trt-{precision}", started, _checks_text(ours) + (" (engine cache hit)" if engine.info.cache_hit else ""))
+    return EngineStage(section, checks, engines)
+
+
+def write_artifacts(out_dir: Path, files: Dict[str, bytes]) -> None:
+    """Stage 8: every file under a temporary name first, then renamed together under a folder lock."""
+    with TempFiles() as temps:
+        staged = [(temps.write_bytes(out_dir / name, data), out_dir / name) for name, data in files.items()]
+        with folder_lock(out_dir):
+            for temp, destination in staged:
+                temps.commit(temp, destination)
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Reporter = print) -> ExportResult:
+    """Export, verify and write the artifacts of one model. Raises on any failure.
+
+    A failed fp32 check writes nothing. A failed fp16 check or TensorRT engine still writes
+    the verified fp32 graph and the manifest (saying what failed), then raises.
+    """
+    validate_options(options)
+    timer = Timer(report)
+    started = time.perf_counter()
+    built = build(target, options)
+    out_dir = Path(options.out_dir)
+    prepare_out_dir(out_dir)
+    ref = reference(built, options)
+    timer.step("torch", started, f"{len(ref.draws.all)} draws, {len(ref.leaves)} output(s): {_outputs_text(ref)}")
+
+    started = time.perf_counter()
+    graph = export_graph(built, ref, options)
+    timer.step("export", started, _export_text(graph))
+    for line in graph.warnings:
+        report(f"  warning: {line}")
+    onnx_bytes = graph.model.SerializeToString(deterministic=True)
+
+    started = time.perf_counter()
+    trt_verdict = static_checks(graph, f"{built.name}.onnx", options.trt, report)
+    timer.step("trt-check", started, _verdict_text(trt_verdict))
+
+    started = time.perf_counter()
+    tolerance = _fp32_tolerance(built, options)
+    checks, ort_backend = verify(onnx_bytes, built, ref, tolerance, options.threads)
+    timer.step("onnxruntime", started, _checks_text(checks))
+    raise_on_failures(checks)  # an unverified graph is never written
+
+    fp16 = None
+    if options.fp16:
+        started = time.perf_counter()
+        fp16 = fp16_stage(graph, built, ref, options, report)
+        timer.step("fp16", started, "passed" if fp16.passed else f"FAILED: {fp16.section.get('reason', '')}")
+
+    engines = None
+    if options.trt:
+        engines = engine_stage(onnx_bytes, fp16, built, ref, options, timer)
+
+    manifest = build_manifest(built, ref, graph, onnx_bytes, options, trt_verdict, checks, fp16, engines, tolerance,
+                              timer.seconds)
+    files = {f"{built.name}.onnx": onnx_bytes}
+    if fp16 is not None and fp16.passed:
+        files[f"{built.name}.fp16.onnx"] = fp16.model_bytes
+    files.update(engines.engines if engines else {})
+    files[f"{built.name}.json"] = manifest_bytes(manifest)
+    write_artifacts(out_dir, files)
+
+    result = ExportResult(built.name, out_dir / f"{built.name}.onnx", out_dir / f"{built.name}.json", manifest,
+                          runners={"onnxruntime": ort_backend, "reference": ref, "built": built})
+    _raise_if_failed(result, fp16, engines)
+    return result
+
+
+def _raise_if_failed(result: ExportResult, fp16: Optional[Fp16Stage], engines: Optional[EngineStage]) -> None:
+    if fp16 is not None and not fp16.passed:
+        raise VerificationError(
+            f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')}); the verified fp32 graph"
+            f" and the manifest are in {result.onnx_path.parent}"
+        )
+    if engines is not None and engines.missing:
+        raise EnvironmentMissingError(f"no TensorRT engine built: {engines.missing}; the verified ONNX is in {result.onnx_path}")
+    if engines is not None:
+        raise_on_failures(engines.checks)
+
+
+def _fp32_tolerance(built: BuiltModel, options: ExportOptions) -> tolerances.Tolerance:
+    atol = options.atol if options.atol is not None else built.target.atol
+    rtol = options.rtol if options.rtol is not None else built.target.rtol
+    return tolerances.fp32_tolerance(atol, rtol)
+
+
+def _outputs_text(ref: ReferenceRun) -> str:
+    shapes = ref.outputs[ref.draws.export.label]
+    return ", ".join(f"{leaf.name} {tuple(a.shape)}" for leaf, a in zip(ref.leaves, shapes))
+
+
+def _export_text(graph: ExportedGraph) -> str:
+    text = f"{graph.exporter}, opset {graph.opset}, {graph.nodes_exported} -> {graph.nodes_simplified} nodes (onnxsim)"
+    return text + (f"; {graph.fallback}" if graph.fallback else "")
+
+
 def _verdict_text(verdict: Dict[str, Any]) -> str:
     failing = sum(1 for f in verdict["findings"] if f["severity"] == "error")
     return "TensorRT parser: would parse" if not failing else f"TensorRT parser: {failing} node(s) would fail"
 
 
-def _fp16_graph(model: onnx.ModelProto, feeds: Dict[str, np.ndarray], name: str, trt: bool, report: Reporter):
-    from .fp16 import convert_to_fp16
-
-    result = convert_to_fp16(model, feeds)
-    section = result.to_dict()
-    section["trt_parser_check"] = _static_trt_check(result.model, f"{name}.fp16.onnx", trt, report)
-    return section, result.model.SerializeToString(deterministic=True)
-
-
-def _rewrite_manifest(result: ExportResult) -> None:
-    with TempFiles() as temps:
-        temps.commit(temps.write_bytes(result.manifest_path, _manifest_bytes(result.manifest)), result.manifest_path)
+def _checks_text(checks: Sequence[BackendCheck]) -> str:
+    failed = [c for c in checks if not c.passed]
+    verdict = "ok" if not failed else f"MISMATCH on {len(failed)}/{len(checks)} draws"
+    worst_abs = max((c.max_abs_err for c in checks), default=float("nan"))
+    worst_nrmse = max((c.worst_nrmse for c in checks), default=float("nan"))
+    return f"{verdict}: {len(checks)} unseen draws, max abs {worst_abs:.3g}, worst nrmse {worst_nrmse:.3g}"
 
 
-def _manifest_bytes(manifest: Dict[str, Any]) -> bytes:
-    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
-
-
-def _check_text(check: BackendCheck) -> str:
-    verdict = "ok" if check.passed else "MISMATCH"
-    return f"{verdict}: max abs {check.max_abs_err:.3g}, max rel {check.max_rel_err:.3g} (atol {check.atol:g}, rtol {check.rtol:g})"
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
-
-
-def _command_line() -> str:
-    return " ".join(["attn-export", *sys.argv[1:]]) if sys.argv and "attn" in Path(sys.argv[0]).name else ""
+def _shape_text(shape: Sequence[int]) -> str:
+    return ",".join(map(str, shape))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import modules
-from .modules import UnknownModuleError
+from .modules import ModuleSpec, UnknownModuleError
 
 from .errors import UsageError, first_line
 
@@ -25,14 +25,15 @@ _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 class Target:
     """Something that builds an ``nn.Module``, with the defaults it is exported at."""
 
-    name: str  # base name of the artifacts
-    source: str  # "registry" or the import path
+    name: str  # base name of the artifacts ("" = the built module's class name)
+    source: str  # "registry", the import path, or "python object"
     factory: Callable[..., nn.Module]
     default_kwargs: Dict[str, Any] = field(default_factory=dict)
     default_shapes: Optional[Tuple[Shape, ...]] = None
     atol: Optional[float] = None
     rtol: Optional[float] = None
     paper: str = ""
+    spec: Optional[ModuleSpec] = None  # registry entry: dynamic axes, layout, spatial multiple
 
     def accepted_kwargs(self) -> Optional[List[str]]:
         """Keyword names the factory takes; None when it takes ``**kwargs``."""
@@ -67,7 +68,15 @@ def resolve_target(name: str) -> Target:
         atol=spec.atol,
         rtol=spec.rtol,
         paper=f"{spec.paper} ({spec.url})",
+        spec=spec,
     )
+
+
+def module_target(module: nn.Module) -> Target:
+    """A model the Python API was handed as an object: exported as it is (no build, no seed)."""
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"expected a registry name, an import path or a torch.nn.Module, got {type(module).__name__}")
+    return Target(name="", source="python object", factory=lambda: module)
 
 
 def _import_target(path: str) -> Target:
@@ -84,7 +93,8 @@ def _import_target(path: str) -> Target:
         obj = getattr(obj, part)
     if not callable(obj):
         raise UsageError(f"{path!r} is neither an nn.Module class nor a function that builds one")
-    return Target(name=attribute.split(".")[-1], source=path, factory=obj)
+    # A class names its artifacts; a factory function (often `build`) leaves that to the class it builds.
+    return Target(name=attribute.split(".")[-1] if inspect.isclass(obj) else "", source=path, factory=obj)
 
 
 def build_module(target: Target, overrides: Dict[str, Any], seed: int) -> Tuple[nn.Module, Dict[str, Any]]:
@@ -97,6 +107,10 @@ def build_module(target: Target, overrides: Dict[str, Any], seed: int) -> Tuple[
                 f"{target.name} takes no keyword {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted) or '(none)'}"
             )
     kwargs = {**target.default_kwargs, **overrides}
+    if target.source == "python object":
+        if overrides:
+            raise UsageError("--set/kwargs build a module; a model passed as an object is exported as it is")
+        return target.factory().eval(), {}
     torch.manual_seed(seed)  # the same seed gives the same weights, hence byte-identical graphs
     try:
         module = target.factory(**kwargs)
@@ -132,6 +146,15 @@ def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nh
                     f" got {','.join(map(str, shape))}"
                 )
     return shapes
+
+
+def forward_parameter_names(module: nn.Module) -> List[str]:
+    """Names of the forward's positional parameters (for --inputs arrays named after them)."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _forward_arity(module: nn.Module) -> Optional[int]:

@@ -82,8 +82,8 @@ def _unwrap(loaded: object, path: Path) -> Dict[str, torch.Tensor]:
 
 def load_weights(module: nn.Module, path: Path) -> None:
     """Load ``path`` into ``module`` with ``strict=True``, explaining every mismatch in one line."""
-    state = read_state_dict(path)
     expected = module.state_dict()
+    state = _without_wrapper_prefix(read_state_dict(path), expected)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -107,6 +107,18 @@ def load_weights(module: nn.Module, path: Path) -> None:
             " (file vs module; other constructor arguments? see --set)"
         )
     module.load_state_dict(state, strict=True)
+
+
+# nn.DataParallel / DistributedDataParallel save every key under the wrapped ``module.``
+DATA_PARALLEL_PREFIX = "module."
+
+
+def _without_wrapper_prefix(state: Dict[str, torch.Tensor], expected: Mapping[str, object]) -> Dict[str, torch.Tensor]:
+    """Keys saved from a DataParallel-wrapped model, with the wrapper's prefix removed."""
+    prefix = DATA_PARALLEL_PREFIX
+    if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
 
 
 def _clip(items: list, limit: int = 6) -> str:
