@@ -12,6 +12,19 @@ are dispatched on ``op_type`` alone, whatever their domain; an op without a buil
 is looked up as a plugin, which stock TensorRT does not have; local functions are expanded;
 ``If``/``Loop``/``Scan`` bodies are parsed like the main graph; only initializers and
 ``Constant`` outputs are build-time constants.
+
+Dynamic dims. A graph whose inputs have symbolic dims (``dim_param``) parses either way, but
+runs only at its export shapes if the exporter baked a size into it. ONNX shape inference
+(with data propagation, symbols flowing as ``dim_param``) finds where a symbol meets a constant
+size; the export sizes recorded under :data:`EXPORT_SHAPES_KEY` in the model's metadata (or
+passed as ``export_shapes``) find shape constants that hold one. Rules, all errors:
+``baked-dynamic-dim`` (a Reshape/Expand/Tile/Slice/Resize/Split constant holds the export size
+where its data has that symbol; needs export sizes), ``dynamic-dim-dropped`` (a shape op
+turns a symbolic dim static), ``dynamic-dim-fixed`` (a symbol meets a constant size in a
+broadcast, Concat or MatMul: this is also where a baked ConstantOfShape or constant tensor
+shows), ``breaks-at-other-size`` (inferred again with each dynamic dim at another size, a
+Reshape or Split constant no longer fits; needs export sizes) and ``static-output``.
+Size-1 export sizes are never matched (every unsqueeze holds a 1): export at sizes > 1.
 """
 from __future__ import annotations
 
@@ -68,6 +81,19 @@ _TYPES_REJECTED = {op: {"BOOL", "UINT8"} for op in ("Resize", *_REDUCE_OPS)}
 
 
 @dataclass(frozen=True)
+class DynamicDim:
+    """One symbolic dim of a graph input, and the size it was exported at (None: unknown)."""
+
+    input: str
+    dim: int
+    symbol: str
+    export_size: int | None = None
+
+    def describe(self) -> str:
+        return f"input {self.input!r} dim {self.dim} ({self.symbol})"
+
+
+@dataclass(frozen=True)
 class Finding:
     """One reason the parser would reject (error) or may mishandle (warning) one node."""
 
@@ -86,6 +112,8 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     opset: int | None = None
     table_version: str = ""
+    #: the graph inputs' symbolic dims, with their export sizes where known
+    dynamic_dims: list[DynamicDim] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -107,6 +135,7 @@ class CheckReport:
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "findings": [asdict(f) for f in self.findings],
+            "dynamic_dims": [asdict(d) for d in self.dynamic_dims],
         }
 
 
@@ -697,19 +726,24 @@ def _names_are_text(graph: onnx.GraphProto) -> bool:
     return True
 
 
-def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Types and shapes ONNX shape inference finds for the main graph's tensors.
+def _light_model(proto: onnx.ModelProto, declared_shapes: bool = True) -> onnx.ModelProto:
+    """The main graph without the weights' payloads, for ONNX shape inference.
 
-    It runs on a copy without the weights' payloads: inference needs only their types and
-    dims (small initializers, which may hold Reshape targets, are kept), and the weights can
-    be slow to serialize or beyond protobuf's 2 GB limit.
+    Inference needs only the weights' types and dims (small initializers, which may hold
+    Reshape targets, are kept), and the weights can be slow to serialize or beyond
+    protobuf's 2 GB limit. ``declared_shapes=False`` drops the exporter's value_info and the
+    outputs' declared shapes, so every shape comes from inference alone.
     """
     graph = proto.graph
     light = onnx.ModelProto(ir_version=proto.ir_version, opset_import=proto.opset_import)
     light.graph.node.extend(graph.node)
     light.graph.input.extend(graph.input)
     light.graph.output.extend(graph.output)
-    light.graph.value_info.extend(graph.value_info)
+    if declared_shapes:
+        light.graph.value_info.extend(graph.value_info)
+    else:
+        for output in light.graph.output:
+            output.type.tensor_type.ClearField("shape")
     declared = {i.name for i in graph.input}
     for init in graph.initializer:
         if int(np.prod(init.dims)) <= SHAPE_INFERENCE_MAX_KEPT_ELEMENTS:
@@ -717,19 +751,395 @@ def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
         elif init.name not in declared:
             light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type,
                                                                    init.dims))
-    return list(onnx.shape_inference.infer_shapes(light, strict_mode=False).graph.value_info)
+    return light
 
 
-def check_model(model: onnx.ModelProto | str | Path) -> CheckReport:
-    """Predict, node by node, whether TensorRT's ONNX parser accepts ``model``.
+def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Types and shapes ONNX shape inference finds for the main graph's tensors."""
+    inferred = onnx.shape_inference.infer_shapes(_light_model(proto), strict_mode=False)
+    return list(inferred.graph.value_info)
 
-    ``model`` is a ModelProto (left unmodified) or a path. A missing or unreadable file
-    raises UsageError.
+
+# ------------------------------------------------------------------------------------------
+# Dynamic dims: where a graph with symbolic input dims gets a size baked in
+# ------------------------------------------------------------------------------------------
+#: metadata_props key of the JSON {input name: [dims...]} the graph was exported at
+EXPORT_SHAPES_KEY = "attn_export.export_shapes"
+DYNAMIC_RULES = ("baked-dynamic-dim", "dynamic-dim-dropped", "dynamic-dim-fixed",
+                 "breaks-at-other-size", "static-output")
+Dim = int | str | None  # a size, a symbol (dim_param) or unknown
+
+# Elementwise ops whose inputs broadcast against each other (right-aligned dims).
+_BROADCAST_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Mean", "Sum",
+                  "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And",
+                  "Or", "Xor", "PRelu", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"}
+# Ops whose output keeps the data input's axes in place (a static output dim where the
+# data had a symbol means the op's constant operand replaced it).
+_AXIS_KEEPING_OPS = {"Tile", "Slice", "Resize", "Split", "Pad"}
+
+
+def record_export_shapes(model: onnx.ModelProto, shapes: dict[str, Sequence[int]]) -> None:
+    """Write the shapes ``model`` was exported at into its metadata (:data:`EXPORT_SHAPES_KEY`)."""
+    text = json.dumps({name: [int(d) for d in dims] for name, dims in shapes.items()})
+    for prop in model.metadata_props:
+        if prop.key == EXPORT_SHAPES_KEY:
+            prop.value = text
+            return
+    model.metadata_props.add(key=EXPORT_SHAPES_KEY, value=text)
+
+
+def _dims_of(info: onnx.ValueInfoProto) -> tuple[Dim, ...] | None:
+    tensor_type = info.type.tensor_type
+    if not info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value")
+                 else d.dim_param if isinstance(d.dim_param, str) and d.dim_param else None
+                 for d in tensor_type.shape.dim)
+
+
+def graph_input_dims(graph: onnx.GraphProto) -> dict[str, tuple[Dim, ...] | None]:
+    """Each graph input's dims (size, symbol or None for unknown); None for an unknown rank."""
+    initializers = {i.name for i in graph.initializer}
+    return {i.name: _dims_of(i) for i in graph.input if i.name not in initializers}
+
+
+def _export_shapes_problem(shapes: Any, inputs: dict[str, tuple[Dim, ...] | None]) -> str | None:
+    """Why ``shapes`` cannot be the sizes these graph inputs were exported at, or None."""
+    if not isinstance(shapes, dict):
+        return f"export shapes must map input names to dims, not {type(shapes).__name__}"
+    for name, dims in shapes.items():
+        if name not in inputs:  # a forward argument the graph does not read
+            continue
+        if not isinstance(dims, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+            return f"export shape of {name!r} must be positive integers, not {dims!r}"
+        declared = inputs[name]
+        if declared is not None and (len(declared) != len(dims) or any(
+                isinstance(g, int) and g != d for g, d in zip(declared, dims))):
+            return f"export shape {tuple(dims)} of {name!r} does not fit its graph shape " \
+                   f"{_format_shape(declared)}"
+    return None
+
+
+def _metadata_export_shapes(proto: onnx.ModelProto) -> tuple[Any, list[Finding]]:
+    """The export shapes recorded in the metadata (None if absent) and any warning about them."""
+    text = next((p.value for p in proto.metadata_props if p.key == EXPORT_SHAPES_KEY), None)
+    if text is None:
+        return None, []
+    try:
+        shapes = json.loads(text)
+    except (TypeError, ValueError):
+        shapes = text
+    problem = _export_shapes_problem(shapes, graph_input_dims(proto.graph))
+    if problem is None:
+        return shapes, []
+    return None, [_model_finding("export-shapes-unreadable", "warning", f"metadata "
+                                 f"{EXPORT_SHAPES_KEY}: {problem}; checked without export sizes")]
+
+
+def _dynamic_dims(graph: onnx.GraphProto, export_shapes: dict[str, Sequence[int]] | None
+                  ) -> list[DynamicDim]:
+    found = []
+    for name, dims in graph_input_dims(graph).items():
+        sizes = (export_shapes or {}).get(name)
+        for index, dim in enumerate(dims or ()):
+            if isinstance(dim, str):
+                found.append(DynamicDim(name, index, dim, int(sizes[index]) if sizes else None))
+    return found
+
+
+class _Dynamic:
+    """Symbolic shapes of every tensor, and the export sizes a constant may have baked in."""
+
+    def __init__(self, dims: list[DynamicDim], shapes: dict[str, tuple[Dim, ...]]) -> None:
+        self.dims = dims
+        self.shapes = shapes
+        self.by_symbol: dict[str, DynamicDim] = {}
+        for dim in dims:
+            self.by_symbol.setdefault(dim.symbol, dim)
+        # (value, what) for every size a baked constant could hold: each dynamic dim's
+        # export size, and the product of two dynamic dims of one input (H*W tokens).
+        # Size 1 is left out: it is every unsqueeze and broadcast constant.
+        self.sizes: list[tuple[int, str, set[str]]] = []
+        sized = [d for d in dims if d.export_size is not None]
+        for d in sized:
+            self.sizes.append((d.export_size, f"the export size of {d.describe()}", {d.symbol}))
+        for i, a in enumerate(sized):
+            for b in sized[i + 1:]:
+                if a.input == b.input:
+                    self.sizes.append((a.export_size * b.export_size, f"the export size of "
+                                       f"input {a.input!r} dims {a.dim}*{b.dim} "
+                                       f"({a.symbol}*{b.symbol})", {a.symbol, b.symbol}))
+        self.sizes = [s for s in self.sizes if s[0] > 1]
+
+    def shape(self, name: str) -> tuple[Dim, ...] | None:
+        return self.shapes.get(name) if name else None
+
+    def symbol(self, dim: Dim) -> DynamicDim | None:
+        return self.by_symbol.get(dim) if isinstance(dim, str) else None
+
+    def baked(self, value: int, against: Dim) -> str | None:
+        """What ``value`` is the export size of, at a position where the data has ``against``.
+
+        Only the export size of that very symbol (or a product with it) counts: compared with
+        every export size, shape constants after a reshape that loses the symbols match head
+        counts and window sizes by coincidence (seen on the zoo: halo, moa).
+        """
+        known = self.symbol(against)
+        for size, what, symbols in self.sizes if known else ():
+            if value == size and known.symbol in symbols:
+                return what
+        return None
+
+
+def _shape_operands(n: _Node, dyn: _Dynamic) -> Iterator[tuple[str, list[int], list[Dim]]]:
+    """(label, constant values, the data dim each value stands against) per shape operand."""
+    op, data = n.op, dyn.shape(n.input(0)) or ()
+
+    def values(index: int) -> list[int] | None:
+        value = n.value(index) if n.input(index) else None
+        if value is None or value.dtype.kind not in "iu":
+            return None
+        return [int(v) for v in value.reshape(-1)]
+
+    def left(count: int) -> list[Dim]:
+        return [data[i] if i < len(data) else None for i in range(count)]
+
+    def at_axes(axes: Sequence[int]) -> list[Dim]:
+        rank = len(data)
+        return [data[a % rank] if rank and -rank <= a < rank else None for a in axes]
+
+    if op == "Reshape" and (shape := values(1)):
+        yield "shape constant", shape, left(len(shape))
+    elif op == "Expand" and (shape := values(1)):
+        pad = len(shape) - len(data)
+        yield "shape constant", shape, [data[i - pad] if i >= pad else None
+                                        for i in range(len(shape))]
+    elif op == "Tile" and (repeats := values(1)):
+        yield "repeats constant", repeats, left(len(repeats))
+    elif op == "Resize" and n.opset >= 11 and (sizes := values(3)):
+        axes = n.attr("axes")
+        yield "sizes constant", sizes, at_axes(axes) if axes else left(len(sizes))
+    elif op == "Slice" and n.opset >= 10:
+        axes = values(3)
+        for index, label in ((1, "starts constant"), (2, "ends constant")):
+            if (bounds := values(index)) is not None:
+                yield label, bounds, at_axes(axes if axes else range(len(bounds)))
+    elif op == "Split":
+        sizes = values(1) if n.opset >= 13 else list(n.attr("split", []) or [])
+        if sizes:
+            yield "split sizes", sizes, at_axes([n.attr("axis", 0)]) * len(sizes)
+
+
+def _baked_constants(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
+    """Shape constants that hold a dynamic dim's export size where the data has that dim."""
+    for label, values, against in _shape_operands(n, dyn):
+        held = []
+        for value, dim in zip(values, against):
+            what = dyn.baked(value, dim) if value > 1 else None
+            if what and f"{value} = {what}" not in held:
+                held.append(f"{value} = {what}")
+        if held:
+            yield _error("baked-dynamic-dim", f"{label} {values} holds {'; '.join(held)}, "
+                         f"which is dynamic")
+
+
+def _format_shape(dims: Sequence[Dim]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+
+
+def _dropped_dims(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
+    """A shape op that turns a dynamic dim of its data into a constant size."""
+    data = dyn.shape(n.input(0))
+    symbols = [dyn.symbol(d) for d in data or ()]
+    if not any(symbols):
+        return
+    leading = n.value(1) if n.op == "Reshape" and symbols[0] else None
+    if leading is not None and leading.dtype.kind in "iu" and leading.size and leading.flat[0] > 1:
+        # 0 (copy) or -1 keeps a dynamic leading dim; a size > 1 replaces it by a constant
+        yield _error("dynamic-dim-dropped", f"shape constant {leading.tolist()} fixes dim 0 to "
+                     f"{int(leading.flat[0])} where its data has {symbols[0].describe()}: the "
+                     "graph runs only at the export size")
+        return
+    for output in n.proto.output:
+        out = dyn.shape(output)
+        if out is None:
+            continue
+        if n.op == "Reshape" and all(isinstance(d, int) for d in out):
+            lost = ", ".join(s.describe() for s in dict.fromkeys(filter(None, symbols)))
+            yield _error("dynamic-dim-dropped", f"reshapes {_format_shape(data)} to the static "
+                         f"{_format_shape(out)}: {lost} is dropped, so the graph runs only at "
+                         "the export size")
+            return
+        if n.op in _AXIS_KEEPING_OPS and len(out) == len(data):
+            for symbol, dim in zip(symbols, out):
+                if symbol and isinstance(dim, int):
+                    yield _error("dynamic-dim-dropped", f"turns {symbol.describe()} into the "
+                                 f"constant {dim}: the graph runs only at that size")
+                    return
+
+
+def _right_aligned(shape: Sequence[Dim], rank: int) -> list[Dim]:
+    return [None] * (rank - len(shape)) + list(shape[-rank:] if rank else [])
+
+
+def _fixed_dims(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
+    """A dynamic dim that meets a constant size (broadcast, concat, matmul) and takes it."""
+    inputs = [(name, dyn.shape(name)) for name in n.proto.input if name]
+    inputs = [(name, shape) for name, shape in inputs if shape is not None]
+    out = dyn.shape(n.proto.output[0]) if n.proto.output else None
+    if out is None or not inputs:
+        return
+    pairs: list[tuple[Dim, int]] = []  # (input dim, size it was unified with)
+    if n.op in _BROADCAST_OPS or n.op == "Expand":
+        for _, shape in inputs:
+            pairs += zip(_right_aligned(shape, len(out)), out)
+    elif n.op == "Concat":
+        axis = n.attr("axis", 0) % len(out) if out else 0
+        for _, shape in inputs:
+            if len(shape) == len(out):
+                pairs += [(d, o) for i, (d, o) in enumerate(zip(shape, out)) if i != axis]
+    elif n.op == "MatMul" and len(inputs) == 2:
+        (_, a), (_, b) = inputs
+        if len(a) >= 2 and len(b) >= 2:  # contracted dims must agree
+            pairs += [(a[-1], b[-2]), (b[-2], a[-1])]
+            batch = len(out) - 2
+            for shape in (a, b):
+                pairs += zip(_right_aligned(shape[:-2], batch), out[:batch])
+    for dim, size in pairs:
+        symbol = dyn.symbol(dim)
+        if symbol and isinstance(size, int) and size != 1:
+            yield _error("dynamic-dim-fixed", f"{symbol.describe()} meets a constant size "
+                         f"{size} here, which fixes it: the graph runs only at "
+                         f"{symbol.symbol} = {size}")
+            return
+
+
+def _static_outputs(graph: onnx.GraphProto, dyn: _Dynamic) -> list[Finding]:
+    findings = []
+    inputs = ", ".join(d.describe() for d in dyn.dims)
+    for output in graph.output:
+        shape = dyn.shape(output.name)
+        if shape and all(isinstance(d, int) for d in shape):
+            findings.append(Finding(f"<output {output.name}>", "", "", "static-output",
+                                    f"comes out static {_format_shape(shape)} though {inputs} "
+                                    "is dynamic: a dynamic dim was fixed on the way", "error"))
+    return findings
+
+
+def _inferred_shapes(proto: onnx.ModelProto, fixed: dict[DynamicDim, int] | None = None
+                     ) -> dict[str, tuple[Dim, ...]]:
+    """Every tensor's shape from ONNX inference alone, symbols propagated (data_prop);
+    ``fixed`` first sets those input dims to a size."""
+    light = _light_model(proto, declared_shapes=False)
+    for dim, size in (fixed or {}).items():
+        info = next(i for i in light.graph.input if i.name == dim.input)
+        info.type.tensor_type.shape.dim[dim.dim].dim_value = size
+    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+    graph = inferred.graph
+    shapes = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        dims = _dims_of(info)
+        if dims is not None:
+            shapes[info.name] = dims
+    return shapes
+
+
+def _probe_size(dim: DynamicDim) -> int:
+    """Another size to try a dynamic dim at: batch (dim 0) one more, other dims twice the
+    export size (spatial and token dims often must stay multiples of a window)."""
+    assert dim.export_size is not None
+    return dim.export_size + 1 if dim.dim == 0 else 2 * dim.export_size
+
+
+def _probe_failures(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
+                    ) -> Iterator[tuple[onnx.NodeProto, int, str]]:
+    """Reshapes and Splits whose constant operand cannot work once the dynamic dims take
+    other sizes: the export sizes are baked into them, wherever the symbols were lost."""
+    sized = [d for d in dims if d.export_size is not None]
+    if not sized:
+        return
+    probe = {d: _probe_size(d) for d in sized}
+    shapes = _inferred_shapes(proto, probe)
+    at = ", ".join(f"{d.describe()} = {size} (exported at {d.export_size})"
+                   for d, size in probe.items())
+    scope = _Scope(proto.graph, None)
+    for index, node in enumerate(proto.graph.node):
+        n = _Node(node, scope, opset)
+        data = shapes.get(n.input(0)) if n.input(0) else None
+        if data is None or not all(isinstance(d, int) for d in data):
+            continue
+        if n.op == "Reshape" and (target := n.value(1)) is not None and target.size:
+            target = [int(t) for t in target.reshape(-1)]
+            kept = [data[i] if t == 0 and i < len(data) and not n.attr("allowzero", 0) else t
+                    for i, t in enumerate(target)]
+            fixed, count = int(np.prod([k for k in kept if k != -1])), int(np.prod(data))
+            if fixed and (count % fixed if -1 in kept else count != fixed):
+                yield node, index, (f"shape constant {target} cannot hold its input "
+                                    f"{_format_shape(data)} at {at}")
+        elif n.op == "Split":
+            sizes = n.value(1) if opset >= 13 else np.asarray(n.attr("split", []) or [])
+            axis = n.attr("axis", 0)
+            if sizes is not None and sizes.size and -len(data) <= axis < len(data) and \
+                    int(sizes.sum()) != data[axis]:
+                yield node, index, (f"split sizes {sizes.tolist()} (sum {int(sizes.sum())}) "
+                                    f"cannot split dim {axis % len(data)} of size "
+                                    f"{data[axis]} at {at}")
+
+
+def _dynamic_findings(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
+                      ) -> list[Finding]:
+    """Where the main graph gets a dynamic dim fixed; nothing for a static graph."""
+    if not dims:
+        return []
+    try:
+        shapes = _inferred_shapes(proto)
+    except Exception as exc:  # noqa: BLE001 - the C++ inference raises untyped errors
+        return [_model_finding("dynamic-dims-unchecked", "warning", "ONNX shape inference "
+                               f"failed ({type(exc).__name__}): dynamic dims not checked")]
+    dyn = _Dynamic(dims, shapes)
+    scope = _Scope(proto.graph, None)
+    findings = []
+    for index, node in enumerate(proto.graph.node):
+        n = _Node(node, scope, opset)
+        name = node.name or f"{node.op_type}#{index}"
+        issues = [*_baked_constants(n, dyn), *_dropped_dims(n, dyn), *_fixed_dims(n, dyn)]
+        findings += [Finding(name, node.op_type, node.domain, i.rule, i.message, i.severity)
+                     for i in issues]
+    flagged = {f.node for f in findings}
+    try:
+        failures = list(_probe_failures(proto, dims, opset))
+    except Exception:  # noqa: BLE001 - inference at the probe sizes is a bonus, not a must
+        failures = []
+    for node, index, message in failures:
+        name = node.name or f"{node.op_type}#{index}"
+        if name not in flagged:  # one finding per node: the others already say why
+            findings.append(Finding(name, node.op_type, node.domain, "breaks-at-other-size",
+                                    message, "error"))
+    return findings + _static_outputs(proto.graph, dyn)
+
+
+def check_model(model: onnx.ModelProto | str | Path,
+                export_shapes: dict[str, Sequence[int]] | None = None) -> CheckReport:
+    """Predict, node by node, whether TensorRT's ONNX parser accepts ``model``, and whether
+    its dynamic dims (symbolic input dims) stay dynamic.
+
+    ``model`` is a ModelProto (left unmodified) or a path. ``export_shapes`` ({input name:
+    dims}) are the sizes the graph was exported at; without it they are read from the
+    metadata key :data:`EXPORT_SHAPES_KEY` when present. A missing or unreadable file, or
+    export shapes that do not fit the graph's inputs, raise UsageError.
     """
     proto = _load(model)
     table = load_op_table()
     opset = next((o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS), None)
     findings = _check_opset(proto, opset, table) + _check_io_types(proto.graph)
+    if export_shapes is not None:
+        problem = _export_shapes_problem(export_shapes, graph_input_dims(proto.graph))
+        if problem:
+            raise UsageError(problem)
+    else:
+        export_shapes, warnings = _metadata_export_shapes(proto)
+        findings += warnings
     if proto.functions:
         try:
             proto = onnx.inliner.inline_local_functions(proto)
@@ -743,7 +1153,9 @@ def check_model(model: onnx.ModelProto | str | Path) -> CheckReport:
                                        f"failed ({type(exc).__name__}): type-dependent rules "
                                        "saw declared types only"))
     findings += _check_graph(proto.graph, None, opset or 0, "", table, inferred)
-    return CheckReport(findings, opset, table["trt_version_documented"])
+    dims = _dynamic_dims(proto.graph, export_shapes)
+    findings += _dynamic_findings(proto, dims, opset or 0)
+    return CheckReport(findings, opset, table["trt_version_documented"], dims)
 
 
 def format_report(report: CheckReport) -> str:
@@ -755,8 +1167,16 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"{f.severity:<7} {where} {f.rule}: {f.message}")
     counts = ", ".join(f"{len(found)} {kind}{'s' * (len(found) != 1)}"
                        for kind, found in (("error", report.errors), ("warning", report.warnings)))
-    verdict = ("PASS: TensorRT's ONNX parser should accept this model" if report.passed
-               else "FAIL: TensorRT's ONNX parser would reject this model")
+    parser_errors = [f for f in report.errors if f.rule not in DYNAMIC_RULES]
+    if report.passed:
+        verdict = "PASS: TensorRT's ONNX parser should accept this model"
+    elif parser_errors:
+        verdict = "FAIL: TensorRT's ONNX parser would reject this model"
+    else:
+        verdict = ("FAIL: TensorRT's ONNX parser should accept this model, but it runs only "
+                   "at its export shapes")
+    dynamic = "; dynamic: " + ", ".join(
+        d.describe() for d in report.dynamic_dims) if report.dynamic_dims else ""
     lines.append(f"{verdict} ({counts}; TensorRT {report.table_version} table, opset "
-                 f"{report.opset})")
+                 f"{report.opset}{dynamic})")
     return "\n".join(lines)

@@ -14,11 +14,15 @@ keywords and ``state_dict`` keys):
   the 3-D tensors), which mixes samples and gives 1.0 everywhere at batch size 1. This
   follows the paper: the attention maps are normalised over positions (dim -1), the
   attention vectors over the ``c_n`` descriptors (dim 1).
+- ``convA``, ``convB`` and ``convV`` read the same input: they run as one 1x1 conv over
+  their concatenated weights (concatenated in forward, constant-folded on export) and a
+  Split, so the input is read once.
 - The rest is the same math with reshapes instead of views; ``bmm`` is ``matmul``.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
@@ -31,6 +35,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="A^2-Nets: Double Attention Networks",
     url="https://arxiv.org/abs/1810.11579",
+    dynamic=("batch", "height", "width"),
 )
 class DoubleAttention(nn.Module):
     def __init__(self, in_channels: int, c_m: int, c_n: int, reconstruct: bool = True) -> None:
@@ -56,9 +61,11 @@ class DoubleAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _c, h, w = x.shape
-        feats = self.convA(x).reshape(b, self.c_m, h * w)  # (B, c_m, HW)
-        maps = self.convB(x).reshape(b, self.c_n, h * w)  # (B, c_n, HW)
-        vecs = self.convV(x).reshape(b, self.c_n, h * w)  # (B, c_n, HW)
+        convs = (self.convA, self.convB, self.convV)
+        weight = torch.cat([conv.weight for conv in convs])  # (c_m + 2 c_n, C, 1, 1)
+        bias = torch.cat([conv.bias for conv in convs])
+        proj = F.conv2d(x, weight, bias).flatten(2)  # (B, c_m + 2 c_n, HW)
+        feats, maps, vecs = proj.split([self.c_m, self.c_n, self.c_n], dim=1)
         maps = torch.softmax(maps, dim=-1)  # each attention map sums to 1 over positions
         vecs = torch.softmax(vecs, dim=1)  # each position's attention vector sums to 1
         descriptors = torch.matmul(feats, maps.transpose(1, 2))  # (B, c_m, c_n)

@@ -122,6 +122,7 @@ class PermuteToFrom(nn.Module):
     shapes=[(1, 128, 7, 7)],
     paper="Axial Attention in Multidimensional Transformers",
     url="https://arxiv.org/abs/1912.12180",
+    dynamic=("batch", "height", "width"),
 )
 class AxialAttention(nn.Module):
     def __init__(

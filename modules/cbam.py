@@ -48,6 +48,7 @@ class SpatialAttention(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="CBAM: Convolutional Block Attention Module",
     url="https://arxiv.org/abs/1807.06521",
+    dynamic=("batch", "height", "width"),
 )
 class CBAMBlock(nn.Module):
     def __init__(self, channel: int = 512, reduction: int = 16, kernel_size: int = 49) -> None:

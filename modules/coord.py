@@ -48,6 +48,7 @@ class h_swish(nn.Module):
     shapes=[(1, 96, 56, 56)],
     paper="Coordinate Attention for Efficient Mobile Network Design",
     url="https://arxiv.org/abs/2103.02907",
+    dynamic=("batch", "height", "width"),
 )
 class CoordAtt(nn.Module):
     def __init__(self, inp: int, oup: int, reduction: int = 32) -> None:

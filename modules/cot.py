@@ -27,6 +27,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="Contextual Transformer Networks for Visual Recognition",
     url="https://arxiv.org/abs/2107.12292",
+    dynamic=("batch", "height", "width"),
 )
 class CoTAttention(nn.Module):
     def __init__(self, dim: int = 512, kernel_size: int = 3) -> None:

@@ -23,6 +23,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
     url="https://arxiv.org/abs/1910.03151",
+    dynamic=("batch", "height", "width"),
 )
 class ECAAttention(nn.Module):
     def __init__(self, kernel_size: int = 3) -> None:

@@ -23,6 +23,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512)],
     paper="Beyond Self-attention: External Attention using Two Linear Layers for Visual Tasks",
     url="https://arxiv.org/abs/2105.02358",
+    dynamic=("batch", "tokens"),
 )
 class ExternalAttention(nn.Module):
     def __init__(self, d_model: int, S: int = 64) -> None:

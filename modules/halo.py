@@ -78,6 +78,8 @@ class RelPosEmb(nn.Module):
     shapes=[(1, 512, 8, 8)],
     paper="Scaling Local Self-Attention for Parameter Efficient Visual Backbones",
     url="https://arxiv.org/abs/2103.12731",
+    dynamic=("batch", "height", "width"),
+    spatial_multiple=lambda kw: kw["block_size"],
 )
 class HaloAttention(nn.Module):
     # False reproduces the reference (and the golden output); True masks the padding instead.

@@ -113,6 +113,8 @@ class Transformer(nn.Module):
     shapes=[(1, 3, 49, 49)],
     paper="MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer",
     url="https://arxiv.org/abs/2110.02178",
+    dynamic=("batch", "height", "width"),
+    spatial_multiple=lambda kw: kw["patch_size"],
 )
 class MobileViTAttention(nn.Module):
     def __init__(

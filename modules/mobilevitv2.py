@@ -24,6 +24,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512)],
     paper="Separable Self-attention for Mobile Vision Transformers",
     url="https://arxiv.org/abs/2206.02680",
+    dynamic=("batch", "tokens"),
 )
 class MobileViTv2Attention(nn.Module):
     def __init__(self, d_model: int) -> None:

@@ -61,6 +61,7 @@ class Depth_Pointwise_Conv1d(nn.Module):
     shapes=[(1, 49, 512), (1, 49, 512), (1, 49, 512)],
     paper="MUSE: Parallel Multi-Scale Attention for Sequence to Sequence Learning",
     url="https://arxiv.org/abs/1911.09483",
+    dynamic=("batch", "tokens"),
 )
 class MUSEAttention(QKVOProjections):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:

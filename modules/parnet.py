@@ -30,6 +30,7 @@ class _GlobalAvgPool(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="Non-deep Networks",
     url="https://arxiv.org/abs/2110.07641",
+    dynamic=("batch", "height", "width"),
 )
 class ParNetAttention(nn.Module):
     def __init__(self, channel: int = 512) -> None:

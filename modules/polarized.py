@@ -70,6 +70,7 @@ class _PolarizedBase(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression",
     url="https://arxiv.org/abs/2107.00782",
+    dynamic=("batch", "height", "width"),
 )
 class ParallelPolarizedSelfAttention(_PolarizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +86,7 @@ class ParallelPolarizedSelfAttention(_PolarizedBase):
     shapes=[(1, 512, 7, 7)],
     paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression",
     url="https://arxiv.org/abs/2107.00782",
+    dynamic=("batch", "height", "width"),
 )
 class SequentialPolarizedSelfAttention(_PolarizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ class _GlobalAvgPool(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural Network",
     url="https://arxiv.org/abs/2105.14447",
+    dynamic=("batch", "height", "width"),
 )
 class PSA(nn.Module):
     def __init__(self, channel: int = 512, reduction: int = 4, S: int = 4) -> None:

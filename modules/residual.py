@@ -25,6 +25,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="Residual Attention: A Simple but Effective Method for Multi-Label Recognition",
     url="https://arxiv.org/abs/2108.02456",
+    dynamic=("batch", "height", "width"),
 )
 class ResidualAttention(nn.Module):
     def __init__(self, channel: int = 512, num_class: int = 1000, la: float = 0.2) -> None:

@@ -23,6 +23,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="Squeeze-and-Excitation Networks",
     url="https://arxiv.org/abs/1709.01507",
+    dynamic=("batch", "height", "width"),
 )
 class SEAttention(nn.Module):
     def __init__(self, channel: int = 512, reduction: int = 16) -> None:

@@ -25,6 +25,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512), (1, 49, 512), (1, 49, 512)],
     paper="Attention Is All You Need",
     url="https://arxiv.org/abs/1706.03762",
+    dynamic=("batch", "tokens"),
 )
 class ScaledDotProductAttention(QKVOProjections):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:

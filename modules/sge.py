@@ -31,6 +31,7 @@ from ._registry import register_module
     paper="Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional "
     "Networks",
     url="https://arxiv.org/abs/1905.09646",
+    dynamic=("batch", "height", "width"),
 )
 class SpatialGroupEnhance(nn.Module):
     def __init__(self, groups: int) -> None:

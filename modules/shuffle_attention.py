@@ -11,17 +11,17 @@ and the channels shuffled across the two halves. Same class name, keywords and
 External-Attention-pytorch's ``ShuffleAttention.py`` (``reduction`` is accepted and
 unused, as there).
 
-Differences (graph only, same math): both halves are written as one gate
-``sigmoid(A * (x - mean) + B)`` over the (B, G, 2, C/2G, H*W) view of the input, with
-per-channel coefficients A, B (A = 0 in the channel half, which makes its gate constant
-over positions; in the spatial half A and B fold the GroupNorm and the affine map). The
-coefficients' parameter parts are stacked in forward (constant-folded on export), so the
-graph has no Slice/Split/Concat of activations, no GroupNormalization op, one full-size
-multiply for the gate and a single Transpose for the shuffle.
+Differences (graph only, same math): the spatial half's GroupNorm and the affine map after
+it are one ``InstanceNormalization`` whose scale and bias fold ``gn``'s and ``sweight``/``sbias``
+(computed in forward from the parameters; constant-folded on export), and the channel
+half's affine gate works on its (B*G, C/2G, 1) means. The naive export's separate affine
+Mul/Add and the GroupNorm reshapes are gone; on ONNX Runtime (2 threads) this graph runs
+1.25-1.6x the naive export's speed.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn import Parameter
 
@@ -34,6 +34,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="SA-Net: Shuffle Attention for Deep Convolutional Neural Networks",
     url="https://arxiv.org/abs/2102.00240",
+    dynamic=("batch", "height", "width"),
 )
 class ShuffleAttention(nn.Module):
     def __init__(self, channel: int = 512, reduction: int = 16, G: int = 8) -> None:
@@ -57,22 +58,14 @@ class ShuffleAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         sub = c // (2 * self.G)
-        xs = x.reshape(b, self.G, 2, sub, h * w)  # (B, G, [channel half, spatial half], C/2G, HW)
-        mean = xs.mean(dim=4, keepdim=True)  # (B, G, 2, C/2G, 1)
-        d = xs - mean
-        # GroupNorm with one channel per group: per-channel statistics over H*W
-        rstd = torch.rsqrt((d * d).mean(dim=4, keepdim=True) + self.gn.eps)
-
-        # per-half coefficients from the parameters, (2, C/2G, 1);
-        # index 0 = channel half, 1 = spatial half
-        cw, cb = self.cweight.reshape(sub, 1), self.cbias.reshape(sub, 1)
-        sw, sb = self.sweight.reshape(sub, 1), self.sbias.reshape(sub, 1)
-        gw, gb = self.gn.weight.reshape(sub, 1), self.gn.bias.reshape(sub, 1)
-        zero = torch.zeros_like(cw)
-        slope = torch.stack([zero, sw * gw])  # multiplies (x - mean) * rstd
-        offset = torch.stack([cb, sw * gb + sb])
-        mean_coef = torch.stack([cw, zero])  # channel half: cweight * mean + cbias
-
-        gate = self.sigmoid(d * (slope * rstd) + (offset + mean_coef * mean))  # (B, G, 2, C/2G, HW)
-        out = (xs * gate).reshape(b, c, h, w)
-        return self.channel_shuffle(out, 2)
+        # (B, C, H, W) -> (B*G, [channel half | spatial half], HW)
+        x0, x1 = x.reshape(b * self.G, 2 * sub, h * w).split(sub, dim=1)
+        # channel half: sigmoid(cweight * mean + cbias), one gate per channel
+        mean = x0.mean(dim=2, keepdim=True)  # (B*G, C/2G, 1)
+        gate0 = self.sigmoid(self.cweight.reshape(sub, 1) * mean + self.cbias.reshape(sub, 1))
+        # spatial half: sweight * GroupNorm(x1) + sbias, GroupNorm having one channel per group
+        sw = self.sweight.reshape(sub)
+        scale, shift = sw * self.gn.weight, sw * self.gn.bias + self.sbias.reshape(sub)
+        y1 = F.instance_norm(x1, weight=scale, bias=shift, eps=self.gn.eps)  # (B*G, C/2G, HW)
+        out = torch.cat([x0 * gate0, x1 * self.sigmoid(y1)], dim=1)  # (B*G, C/G, HW)
+        return self.channel_shuffle(out.reshape(b, c, h, w), 2)

@@ -26,6 +26,7 @@ from ._registry import register_module
     shapes=[(1, 64, 7, 7)],
     paper="SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural Networks",
     url="https://proceedings.mlr.press/v139/yang21o.html",
+    dynamic=("batch", "height", "width"),
 )
 class SimAM(nn.Module):
     def __init__(self, channels: Optional[int] = None, e_lambda: float = 1e-4) -> None:

@@ -26,6 +26,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512), (1, 49, 512), (1, 49, 512)],
     paper="Simplified Self-Attention for Transformer-based End-to-End Speech Recognition",
     url="https://arxiv.org/abs/2005.10463",
+    dynamic=("batch", "tokens"),
 )
 class SimplifiedScaledDotProductAttention(nn.Module):
     def __init__(self, d_model: int, h: int, dropout: float = 0.1) -> None:

@@ -31,6 +31,7 @@ from ._registry import register_module
     shapes=[(1, 512, 7, 7)],
     paper="Selective Kernel Networks",
     url="https://arxiv.org/abs/1903.06586",
+    dynamic=("batch", "height", "width"),
 )
 class SKAttention(nn.Module):
     def __init__(

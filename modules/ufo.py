@@ -34,6 +34,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512), (1, 49, 512), (1, 49, 512)],
     paper="UFO-ViT: High Performance Linear Vision Transformer without Softmax",
     url="https://arxiv.org/abs/2109.14382",
+    dynamic=("batch", "tokens"),
 )
 class UFOAttention(QKVOProjections):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:

@@ -1,12 +1,12 @@
 """TensorRT engines and ONNX Runtime's CUDA provider against PyTorch on a real GPU.
 
 GPU tests carry the ``gpu`` marker and skip, with the reason from
-``tensorrt_unavailable_reason()``, where TensorRT or a CUDA device is missing (they are
-marked per class rather than skipping the module, so the CPU tests at the bottom still
-run everywhere); with ``ATTN_EXPORT_REQUIRE_GPU=1`` (the GPU CI job) a missing TensorRT or
-CUDA fails the run instead. ``make test-gpu`` runs them; expect tens of minutes for the
-whole zoo on one GPU (two engine builds per module; the timing cache only lives for the
-session).
+``tensorrt_unavailable_reason()``, where TensorRT or a CUDA device is missing; with
+``ATTN_EXPORT_REQUIRE_GPU=1`` (the GPU CI job) a missing TensorRT or CUDA fails the run
+instead. The CPU side of the same backend (arguments, profiles, shape checks, cache keys)
+is tested everywhere in ``tests/test_tensorrt_cpu.py``. ``make test-gpu`` runs them; expect
+tens of minutes for the whole zoo on one GPU (two engine builds per module; the timing
+cache only lives for the session).
 
 For every registered module at its registry kwargs and input shapes: export with ``export_to_onnx``,
 then compare with PyTorch run on the same GPU (TF32 off in torch too) on the same
@@ -23,19 +23,24 @@ standard-normal inputs:
 Parameters are redrawn at random (fan-in scaled) before export, so no branch hides behind
 a zero-initialised gate (CrissCross's gamma, SGE's and Shuffle Attention's scales) and a
 wrong engine errs by O(1).
+
+Dynamic shapes: graphs exported with symbolic dims (``torch.onnx.export(dynamic_axes=...)``)
+build with an optimization profile and must match PyTorch, within the fp32 tolerances, at
+every shape run inside the profile (min, opt, max and one in between); a shape outside it
+is a one-line UsageError.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import json
+import io
 import math
 import os
-import subprocess
-import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -50,21 +55,16 @@ from attn_export.backends.tensorrt import (
     FLAG_TF32_OFF,
     FLAG_WEAKLY_TYPED_FP16,
     TOLERANCES,
-    EngineInfo,
+    BuiltEngine,
     TensorRTBackend,
     build_engine,
-    build_flags,
-    engine_cache_key,
-    graph_has_float16,
     tensorrt_unavailable_reason,
     trt_major_version,
 )
 from attn_export.compare import compare
-from attn_export.errors import EnvironmentMissingError, UsageError, VerificationError
-from attn_export.export import export_to_onnx, input_names_for
-from attn_export.weights import file_sha256
+from attn_export.errors import UsageError, VerificationError
+from attn_export.export import SKIPPED_ONNXSIM_PASSES, export_to_onnx, input_names_for
 
-ROOT = Path(__file__).resolve().parents[1]
 REASON = tensorrt_unavailable_reason()
 if REASON is not None and os.environ.get("ATTN_EXPORT_REQUIRE_GPU") == "1":
     # A GPU CI runner must run these tests, not report them skipped.
@@ -176,36 +176,38 @@ def fp16_graph(case: ZooCase, directory: Path) -> Path:
     return path
 
 
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_matches(backend: TensorRTBackend, case: ZooCase, precision: str) -> None:
+    assert_matches(backend.name, case, backend.run(case.feeds), *TOLERANCES[precision])
+
+
 @pytest.mark.parametrize("name", ZOO)
 class TestZooOnGpu:
     pytestmark = GPU_ONLY
 
     def test_fp32_engine_matches_pytorch(self, name, zoo_case, gpu_workdir):
         case = zoo_case(name)
-        engine = gpu_workdir / f"{name}.engine"
-        info = build_engine(
-            case.onnx_path, engine, precision="fp32", timing_cache=gpu_workdir / "timing.cache"
-        )
-        assert info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
-        assert info.engine_sha256 == file_sha256(engine) and not info.cache_hit
-        backend = TensorRTBackend(engine, precision="fp32")
+        built = build_engine(case.onnx_path, precision="fp32", timing_cache=gpu_workdir / "timing.cache")
+        assert isinstance(built, BuiltEngine) and built.info.profile is None
+        assert built.info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
+        assert built.info.engine_sha256 == sha256(built.engine) and not built.info.cache_hit
+        backend = TensorRTBackend(built.engine, precision="fp32")
         assert backend.name == "tensorrt-fp32" and backend.input_names == list(case.feeds)
-        assert_matches(backend.name, case, backend.run(case.feeds), *TOLERANCES["fp32"])
+        run_matches(backend, case, "fp32")
         backend.close()
 
     def test_fp16_engine_matches_pytorch(self, name, zoo_case, gpu_workdir):
         case = zoo_case(name)
-        engine = gpu_workdir / f"{name}.fp16.engine"
-        info = build_engine(
-            fp16_graph(case, gpu_workdir),
-            engine,
-            precision="fp16",
-            timing_cache=gpu_workdir / "timing.cache",
+        built = build_engine(
+            fp16_graph(case, gpu_workdir), precision="fp16", timing_cache=gpu_workdir / "timing.cache"
         )
-        assert info.precision == "fp16" and info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
-        backend = TensorRTBackend(engine, precision="fp16")
+        assert built.info.precision == "fp16" and built.info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
+        backend = TensorRTBackend(built.engine, precision="fp16")
         assert backend.name == "tensorrt-fp16"
-        assert_matches(backend.name, case, backend.run(case.feeds), *TOLERANCES["fp16"])
+        run_matches(backend, case, "fp16")
         backend.close()
 
     def test_onnxruntime_cuda_matches_pytorch(self, name, zoo_case):
@@ -222,58 +224,50 @@ class TestEngineBuildOnGpu:
     def test_engine_cache_hits_on_same_inputs_and_misses_on_any_change(self, zoo_case, tmp_path):
         case = zoo_case("cbam")
         cache, timing = tmp_path / "cache", tmp_path / "timing.cache"
-        first = build_engine(
-            case.onnx_path, tmp_path / "a.engine", cache_dir=cache, timing_cache=timing
-        )
-        assert not first.cache_hit and first.build_seconds > 0
+        first = build_engine(case.onnx_path, cache_dir=cache, timing_cache=timing)
+        assert not first.info.cache_hit and first.info.build_seconds > 0
         assert timing.stat().st_size > 0, "the timing cache was not saved"
-        assert (cache / f"{first.cache_key}.engine").is_file()
+        assert (cache / f"{first.info.cache_key}.engine").read_bytes() == first.engine
 
-        second = build_engine(
-            case.onnx_path, tmp_path / "b.engine", cache_dir=cache, timing_cache=timing
-        )
-        assert second.cache_hit and second.build_seconds == 0.0
-        assert second.cache_key == first.cache_key
-        assert file_sha256(tmp_path / "b.engine") == first.engine_sha256 == second.engine_sha256
-        backend = TensorRTBackend(tmp_path / "b.engine", precision="fp32")
-        assert_matches(backend.name, case, backend.run(case.feeds), *TOLERANCES["fp32"])
+        # the same graph as bytes: same key, engine from the cache, written where asked
+        second = build_engine(case.onnx_path.read_bytes(), tmp_path / "b.engine", cache_dir=cache)
+        assert second.info.cache_hit and second.info.build_seconds == 0.0
+        assert second.info.cache_key == first.info.cache_key and second.engine == first.engine
+        assert (tmp_path / "b.engine").read_bytes() == first.engine
+        backend = TensorRTBackend(tmp_path / "b.engine", precision="fp32")  # from a file
+        run_matches(backend, case, "fp32")
         backend.close()
 
-        smaller = build_engine(
-            case.onnx_path, tmp_path / "c.engine", cache_dir=cache, workspace_bytes=1 << 28
-        )
-        assert not smaller.cache_hit and smaller.cache_key != first.cache_key
+        smaller = build_engine(case.onnx_path, cache_dir=cache, workspace_bytes=1 << 28)
+        assert not smaller.info.cache_hit and smaller.info.cache_key != first.info.cache_key
 
-        (cache / f"{first.cache_key}.engine").write_bytes(b"corrupted")
-        rebuilt = build_engine(case.onnx_path, tmp_path / "d.engine", cache_dir=cache)
-        assert not rebuilt.cache_hit, "a cache entry whose sha256 does not match was reused"
-        assert rebuilt.cache_key == first.cache_key
+        (cache / f"{first.info.cache_key}.engine").write_bytes(b"corrupted")
+        rebuilt = build_engine(case.onnx_path, cache_dir=cache)
+        assert not rebuilt.info.cache_hit, "a cache entry whose sha256 does not match was reused"
+        assert rebuilt.info.cache_key == first.info.cache_key
 
     def test_engine_cache_misses_when_precision_changes(self, zoo_case, tmp_path):
         case = zoo_case("cbam")
         cache = tmp_path / "cache"
-        fp32 = build_engine(case.onnx_path, tmp_path / "fp32.engine", cache_dir=cache)
+        fp32 = build_engine(case.onnx_path, cache_dir=cache)
         fp16_onnx = fp16_graph(case, tmp_path)
-        fp16 = build_engine(fp16_onnx, tmp_path / "fp16.engine", precision="fp16", cache_dir=cache)
-        assert not fp16.cache_hit and fp16.cache_key != fp32.cache_key
-        again = build_engine(
-            fp16_onnx, tmp_path / "again.engine", precision="fp16", cache_dir=cache
-        )
-        assert again.cache_hit and again.engine_sha256 == fp16.engine_sha256
+        fp16 = build_engine(fp16_onnx, precision="fp16", cache_dir=cache)
+        assert not fp16.info.cache_hit and fp16.info.cache_key != fp32.info.cache_key
+        again = build_engine(fp16_onnx, precision="fp16", cache_dir=cache)
+        assert again.info.cache_hit and again.info.engine_sha256 == fp16.info.engine_sha256
 
-    def test_legacy_fp16_flag_only_on_tensorrt_10(self, zoo_case, tmp_path):
+    def test_legacy_fp16_flag_only_on_tensorrt_10(self, zoo_case):
         import tensorrt
 
         case = zoo_case("cbam")
-        engine = tmp_path / "legacy.engine"
         if trt_major_version(tensorrt.__version__) >= 11:
             with pytest.raises(UsageError, match="removed BuilderFlag.FP16"):
-                build_engine(case.onnx_path, engine, precision="fp16", legacy_fp16_flag=True)
+                build_engine(case.onnx_path, precision="fp16", legacy_fp16_flag=True)
             return
-        info = build_engine(case.onnx_path, engine, precision="fp16", legacy_fp16_flag=True)
-        assert info.flags == (FLAG_WEAKLY_TYPED_FP16, FLAG_TF32_OFF)
-        backend = TensorRTBackend(engine, precision="fp16")
-        assert_matches(backend.name, case, backend.run(case.feeds), *TOLERANCES["fp16"])
+        built = build_engine(case.onnx_path, precision="fp16", legacy_fp16_flag=True)
+        assert built.info.flags == (FLAG_WEAKLY_TYPED_FP16, FLAG_TF32_OFF)
+        backend = TensorRTBackend(built.engine, precision="fp16")
+        run_matches(backend, case, "fp16")
         backend.close()
 
     def test_parser_errors_name_every_rejected_node(self, tmp_path):
@@ -291,10 +285,8 @@ class TestEngineBuildOnGpu:
             graph,
             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
         )
-        path = tmp_path / "unparseable.onnx"
-        onnx.save(model, str(path))
         with pytest.raises(VerificationError) as raised:
-            build_engine(path, tmp_path / "never.engine")
+            build_engine(model.SerializeToString(), tmp_path / "never.engine")
         message = str(raised.value)
         assert "mystery" in message and "FrobnicateXyz" in message and "\n" not in message
         assert not (tmp_path / "never.engine").exists()
@@ -302,145 +294,125 @@ class TestEngineBuildOnGpu:
     def test_backend_rejects_an_engine_it_cannot_deserialize(self, tmp_path):
         garbage = tmp_path / "garbage.engine"
         garbage.write_bytes(b"\x00" * 1024)
-        with pytest.raises(VerificationError, match="cannot deserialize"):
-            TensorRTBackend(garbage)
+        for engine in (garbage, garbage.read_bytes()):
+            with pytest.raises(VerificationError, match="cannot deserialize"):
+                TensorRTBackend(engine)
 
 
-# ----------------------------------------------------------------------------- CPU side
+# ----------------------------------------------------------------------------- dynamic shapes
+
+ShapeRange = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
 
 
-def tiny_graph(path: Path, elem_type: int = TensorProto.FLOAT) -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-        "tiny",
-        [helper.make_tensor_value_info("x", elem_type, [1, 4])],
-        [helper.make_tensor_value_info("y", elem_type, [1, 4])],
+@dataclass
+class DynamicCase:
+    name: str
+    onnx: bytes
+    module: torch.nn.Module  # on the GPU, for references at any shape
+    input_names: List[str]
+
+
+def export_dynamic(module: torch.nn.Module, shapes: Sequence[Tuple[int, ...]], axes: Mapping[int, str]) -> bytes:
+    """The TorchScript export with ``axes`` of every input symbolic, then onnxsim (as the
+    pipeline simplifies), serialized."""
+    import onnxsim
+
+    names = input_names_for(len(shapes))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            tuple(torch.randn(*s) for s in shapes),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=names,
+            output_names=["output"],
+            dynamic_axes={**{n: dict(axes) for n in names}, "output": {0: axes[0]}},
+        )
+    model, ok = onnxsim.simplify(
+        onnx.load_from_string(buffer.getvalue()), skipped_optimizers=SKIPPED_ONNXSIM_PASSES, certify=False
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+    assert ok, "onnxsim could not validate the dynamic graph"
+    return model.SerializeToString()
 
 
-def test_unavailable_reason_is_none_only_with_tensorrt_and_cuda():
-    reason = tensorrt_unavailable_reason()
-    has_tensorrt = importlib.util.find_spec("tensorrt") is not None
-    if reason is None:
-        assert has_tensorrt and torch.cuda.is_available()
-        return
-    assert isinstance(reason, str) and reason.strip() and "\n" not in reason
-    if not has_tensorrt:
-        assert reason == "tensorrt is not installed (pip install 'attn-export[gpu]')"
+@pytest.fixture(scope="module")
+def dynamic_case(no_tf32) -> Callable[[str, Sequence[Tuple[int, ...]], Mapping[int, str]], DynamicCase]:
+    def prepare(name: str, export_shapes: Sequence[Tuple[int, ...]], axes: Mapping[int, str]) -> DynamicCase:
+        torch.manual_seed(SEED)
+        module = modules.get_spec(name).create().eval()
+        randomize_parameters(module, SEED)
+        data = export_dynamic(module, export_shapes, axes)
+        return DynamicCase(name, data, module.cuda(), input_names_for(len(export_shapes)))
+
+    return prepare
 
 
-def test_importing_the_backend_does_not_import_tensorrt(tmp_path):
-    # A stand-in `tensorrt` first on the path, so an eager import shows up even where the
-    # real one is not installed (here it would otherwise fail silently or not at all).
-    (tmp_path / "tensorrt.py").write_text("")
-    code = (
-        "import sys, attn_export.backends.tensorrt\n"
-        "assert 'tensorrt' not in sys.modules, 'tensorrt was imported'\n"
-    )
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+def assert_runs_like_pytorch(case: DynamicCase, backend: TensorRTBackend, shapes: Sequence[Tuple[int, ...]]) -> None:
+    """Standard-normal inputs of ``shapes`` through the engine and PyTorch (fp32, TF32 off)."""
+    rng = np.random.default_rng(SEED + sum(map(sum, shapes)))
+    feeds = {n: rng.standard_normal(s, dtype=np.float32) for n, s in zip(case.input_names, shapes)}
+    reference = TorchBackend(case.module, case.input_names, device="cuda").run(feeds)
+    outputs = backend.run(feeds)
+    assert [o.shape for o in outputs] == [r.shape for r in reference], f"{case.name} at {shapes}"
+    check = compare(backend.name, reference, outputs, *TOLERANCES["fp32"][:2], min_cosine=TOLERANCES["fp32"][2])
+    assert check.passed, f"{case.name} at {shapes}: " + "; ".join(check.failures())
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"precision": "int8"}, "precision must be one of fp32, fp16"),
-        ({"precision": "fp32", "legacy_fp16_flag": True}, "only applies to precision 'fp16'"),
-        ({"workspace_bytes": 0}, "workspace_bytes must be a positive integer"),
-    ],
-)
-def test_build_engine_rejects_bad_arguments(kwargs, message, tmp_path):
-    with pytest.raises(UsageError, match=message):
-        build_engine(tiny_graph(tmp_path / "tiny.onnx"), tmp_path / "x.engine", **kwargs)
+class TestDynamicShapesOnGpu:
+    pytestmark = GPU_ONLY
 
+    def test_batch_profile_runs_every_batch_in_range(self, dynamic_case):
+        # three (B, N, C) inputs, each with a symbolic batch; exported at batch 2 so the
+        # tracer does not specialise a size-1 batch
+        case = dynamic_case("self_attention", [(2, 49, 512)] * 3, {0: "batch"})
+        one_range = ((1, 49, 512), (1, 49, 512), (8, 49, 512))  # batch (min, opt, max) = (1, 1, 8)
+        profile = {name: one_range for name in case.input_names}
+        built = build_engine(case.onnx, profile=profile)
+        assert built.info.profile == profile
+        assert built.info.to_dict()["profile"]["input_0"] == {
+            "min": [1, 49, 512], "opt": [1, 49, 512], "max": [8, 49, 512]
+        }
+        backend = TensorRTBackend(built.engine, precision="fp32")
+        assert backend.input_ranges == profile
+        for batch in (1, 3, 8, 3):  # back down again: buffers follow the shapes both ways
+            assert_runs_like_pytorch(case, backend, [(batch, 49, 512)] * 3)
+        backend.close()
 
-def test_build_engine_rejects_a_missing_onnx_file(tmp_path):
-    with pytest.raises(UsageError, match="ONNX file not found"):
-        build_engine(tmp_path / "absent.onnx", tmp_path / "x.engine")
+    def test_spatial_profile_runs_at_min_opt_and_max(self, dynamic_case, tmp_path):
+        case = dynamic_case("cbam", [(2, 512, 14, 14)], {0: "batch", 2: "height", 3: "width"})
+        ranges: ShapeRange = ((1, 512, 7, 7), (2, 512, 14, 14), (4, 512, 28, 28))
+        cache = tmp_path / "cache"
+        built = build_engine(case.onnx, profile={"input": ranges}, cache_dir=cache)
+        backend = TensorRTBackend(built.engine, precision="fp32")
+        for shape in (*ranges, (3, 512, 9, 20)):
+            assert_runs_like_pytorch(case, backend, [shape])
+        backend.close()
 
+        # the profile is part of the engine cache key
+        again = build_engine(case.onnx, profile={"input": ranges}, cache_dir=cache)
+        assert again.info.cache_hit and again.engine == built.engine
+        wider = build_engine(case.onnx, profile={"input": (ranges[0], ranges[1], (4, 512, 56, 56))}, cache_dir=cache)
+        assert not wider.info.cache_hit and wider.info.cache_key != built.info.cache_key
 
-def test_fp16_precision_needs_an_fp16_graph(tmp_path):
-    fp32 = tiny_graph(tmp_path / "fp32.onnx")
-    fp16 = tiny_graph(tmp_path / "fp16.onnx", TensorProto.FLOAT16)
-    assert not graph_has_float16(onnx.load(str(fp32)))
-    assert graph_has_float16(onnx.load(str(fp16)))
-    with pytest.raises(UsageError, match="convert_to_fp16"):
-        build_engine(fp32, tmp_path / "x.engine", precision="fp16")
-    if REASON is not None:  # the fp16 graph passes the checks and reaches the environment check
-        with pytest.raises(EnvironmentMissingError) as raised:
-            build_engine(fp16, tmp_path / "x.engine", precision="fp16")
-        assert str(raised.value) == REASON
+    def test_a_shape_outside_the_profile_is_a_one_line_error(self, dynamic_case):
+        case = dynamic_case("cbam", [(2, 512, 7, 7)], {0: "batch"})
+        ranges: ShapeRange = ((1, 512, 7, 7), (1, 512, 7, 7), (8, 512, 7, 7))
+        backend = TensorRTBackend(build_engine(case.onnx, profile={"input": ranges}).engine)
+        for shape in ((9, 512, 7, 7), (2, 512, 8, 7)):
+            with pytest.raises(UsageError) as raised:
+                backend.run({"input": np.zeros(shape, dtype=np.float32)})
+            message = str(raised.value)
+            assert message == (
+                f"input 'input' shape {shape} is outside the engine's profile: "
+                "min (1, 512, 7, 7), max (8, 512, 7, 7)"
+            )
+        assert_runs_like_pytorch(case, backend, [(8, 512, 7, 7)])  # the context still works
+        backend.close()
 
-
-def test_build_flags_follow_the_tensorrt_version():
-    strong = (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
-    assert build_flags(10, "fp32") == build_flags(11, "fp32") == strong
-    assert build_flags(10, "fp16") == build_flags(11, "fp16") == strong
-    assert build_flags(10, "fp16", legacy_fp16_flag=True) == (FLAG_WEAKLY_TYPED_FP16, FLAG_TF32_OFF)
-    with pytest.raises(UsageError, match="removed BuilderFlag.FP16"):
-        build_flags(11, "fp16", legacy_fp16_flag=True)
-
-
-def test_engine_cache_key_changes_with_every_input_and_only_then():
-    base = {
-        "onnx_sha256": "a" * 64,
-        "trt_version": "10.13.3.9",
-        "gpu_name": "NVIDIA L4",
-        "compute_capability": "8.9",
-        "precision": "fp32",
-        "flags": (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF),
-        "workspace_bytes": 1 << 30,
-    }
-    key = engine_cache_key(**base)
-    assert len(key) == 64 and key == engine_cache_key(**base)
-    assert key == engine_cache_key(**{**base, "flags": (FLAG_TF32_OFF, FLAG_STRONGLY_TYPED)})
-    changes = {
-        "onnx_sha256": "b" * 64,
-        "trt_version": "11.4.0.106",
-        "gpu_name": "NVIDIA A100-SXM4-40GB",
-        "compute_capability": "8.0",
-        "precision": "fp16",
-        "flags": (FLAG_WEAKLY_TYPED_FP16, FLAG_TF32_OFF),
-        "workspace_bytes": 1 << 28,
-    }
-    keys = {field: engine_cache_key(**{**base, field: value}) for field, value in changes.items()}
-    assert key not in keys.values() and len(set(keys.values())) == len(changes)
-
-
-def test_engine_info_is_json_for_the_manifest():
-    info = EngineInfo(
-        engine_path="cbam.engine",
-        engine_sha256="e" * 64,
-        onnx_sha256="o" * 64,
-        trt_version="10.13.3.9",
-        gpu_name="NVIDIA L4",
-        compute_capability="8.9",
-        precision="fp32",
-        flags=(FLAG_STRONGLY_TYPED, FLAG_TF32_OFF),
-        workspace_bytes=1 << 30,
-        cache_key="k" * 64,
-        cache_hit=False,
-        build_seconds=12.5,
-        timing_cache=None,
-    )
-    data = json.loads(json.dumps(info.to_dict()))
-    assert data["flags"] == [FLAG_STRONGLY_TYPED, FLAG_TF32_OFF]
-    assert data["trt_version"] == "10.13.3.9" and data["cache_hit"] is False
-
-
-@pytest.mark.skipif(REASON is None, reason="TensorRT and CUDA are available here")
-def test_backend_says_why_it_cannot_run_here(tmp_path):
-    with pytest.raises(EnvironmentMissingError) as raised:
-        TensorRTBackend(tmp_path / "any.engine")
-    assert str(raised.value) == REASON
+    def test_a_dynamic_graph_without_a_profile_names_the_input(self, dynamic_case):
+        case = dynamic_case("cbam", [(2, 512, 7, 7)], {0: "batch"})
+        with pytest.raises(UsageError, match="input 'input' has dynamic dims \\(batch, 512, 7, 7\\)"):
+            build_engine(case.onnx)

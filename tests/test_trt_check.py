@@ -19,7 +19,14 @@ from onnx import helper, numpy_helper
 from attn_export import modules
 from attn_export.errors import UsageError
 from attn_export.export import export_to_onnx, input_names_for
-from attn_export.trt_check import CheckReport, check_model, format_report, load_op_table
+from attn_export.trt_check import (
+    EXPORT_SHAPES_KEY,
+    CheckReport,
+    check_model,
+    format_report,
+    load_op_table,
+    record_export_shapes,
+)
 
 
 def tensor(name: str, elem_type: int = T.FLOAT, shape: Sequence[int] | None = (1, 4, 8, 8)):
@@ -385,3 +392,197 @@ def test_damaged_onnx_files_are_usage_errors(tmp_path):
             refused += 1
             assert "\n" not in str(error) and str(path) in str(error)
     assert refused >= 80  # at least the random and truncated ones
+
+
+# --- dynamic dims: sizes baked into a graph whose inputs are symbolic ----------------------
+DYNAMIC_RULES = {"baked-dynamic-dim", "dynamic-dim-dropped", "dynamic-dim-fixed",
+                 "breaks-at-other-size", "static-output"}
+
+
+class BatchBakedView(torch.nn.Module):
+    """``x.view(2, C, -1)``: the export batch written into the graph as a constant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        b, c, h, w = x.shape
+        return x.view(2, c, -1).softmax(-1).view(b, c, h, w)
+
+
+class LearnedPositions(torch.nn.Module):
+    """A (1, 49, C) position table added to (B, N, C) tokens: N can only be 49."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.positions = torch.nn.Parameter(torch.randn(1, 49, 64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.positions).softmax(-1)
+
+
+def export_dynamic(module: torch.nn.Module, shape: Sequence[int], axes: dict,
+                   record: bool = True) -> onnx.ModelProto:
+    """TorchScript export with symbolic ``axes`` of input 0 (as ``--dynamic`` will), onnxsim,
+    and the export shapes recorded in the metadata."""
+    import io
+    import warnings
+
+    import onnxsim
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.randn(*shape),), buffer, dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": axes, "output": {0: axes[0]}} if 0 in axes
+                          else {"input": axes})
+    model, ok = onnxsim.simplify(onnx.load_from_string(buffer.getvalue()), certify=False,
+                                 skipped_optimizers=["fuse_qkv"])
+    assert ok
+    if record:
+        record_export_shapes(model, {"input": list(shape)})
+    return model
+
+
+def dynamic_findings(report: CheckReport) -> list:
+    return [f for f in report.findings if f.rule in DYNAMIC_RULES]
+
+
+def test_batch_baked_into_a_view_is_caught_from_the_export_shapes():
+    report = assert_fails_with(export_dynamic(BatchBakedView(), (2, 64, 7, 7), {0: "batch"}),
+                               "baked-dynamic-dim")
+    baked = next(f for f in report.findings if f.rule == "baked-dynamic-dim")
+    assert baked.op_type == "Reshape" and baked.severity == "error"
+    assert baked.message == ("shape constant [2, 64, -1] holds 2 = the export size of input "
+                             "'input' dim 0 (batch), which is dynamic")
+    text = format_report(report)
+    assert f"{baked.node} [Reshape] baked-dynamic-dim: shape constant [2, 64, -1]" in text
+    assert text.splitlines()[-1].startswith("FAIL: TensorRT's ONNX parser should accept this "
+                                            "model, but it runs only at its export shapes")
+    assert "dynamic: input 'input' dim 0 (batch)" in text.splitlines()[-1]
+    assert [asdict_dim for asdict_dim in report.to_dict()["dynamic_dims"]] == [
+        {"input": "input", "dim": 0, "symbol": "batch", "export_size": 2}]
+
+
+def test_batch_baked_into_a_view_is_caught_without_export_shapes():
+    model = export_dynamic(BatchBakedView(), (2, 64, 7, 7), {0: "batch"}, record=False)
+    report = assert_fails_with(model, "dynamic-dim-dropped")
+    assert "baked-dynamic-dim" not in rules(report)  # needs the export sizes
+    assert "fixes dim 0 to 2 where its data has input 'input' dim 0 (batch)" in \
+        report.errors[0].message
+    # the same sizes given as an argument instead of metadata
+    assert "baked-dynamic-dim" in rules(check_model(model, export_shapes={"input": [2, 64, 7, 7]}))
+
+
+def test_cbam_exported_with_symbolic_batch_and_size_is_clean():
+    model = export_dynamic(modules.create_module("cbam"), (2, 512, 7, 7),
+                           {0: "batch", 2: "height", 3: "width"})
+    report = assert_clean(model)
+    assert [d.symbol for d in report.dynamic_dims] == ["batch", "height", "width"]
+    assert [d.export_size for d in report.dynamic_dims] == [2, 7, 7]
+
+
+def test_a_static_graph_has_no_dynamic_findings():
+    module = BatchBakedView()  # baked, but nothing is dynamic, so nothing is wrong
+    model = export_dynamic(module, (2, 64, 7, 7), {}, record=True)
+    report = assert_clean(model)
+    assert report.dynamic_dims == [] and "dynamic" not in format_report(report)
+
+
+def test_a_token_count_fixed_by_a_position_table():
+    model = export_dynamic(LearnedPositions(), (2, 49, 64), {0: "batch", 1: "tokens"})
+    report = assert_fails_with(model, "dynamic-dim-fixed")
+    fixed = next(f for f in report.findings if f.rule == "dynamic-dim-fixed")
+    assert fixed.op_type == "Add"
+    assert "input 'input' dim 1 (tokens) meets a constant size 49" in fixed.message
+
+
+def symbolic(name: str, dims) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, T.FLOAT, dims)
+
+
+def test_a_reshape_to_a_static_shape_drops_the_symbol_and_the_output_comes_out_static():
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="flatten")
+    model = make([node], [symbolic("x", ["batch", 4, 8])], [symbolic("y", ["batch", 32])],
+                 inits=[const("shape", [2, 32])])
+    report = check_model(model)
+    assert {"dynamic-dim-dropped", "static-output"} <= rules(report) and not report.passed
+    static = next(f for f in report.findings if f.rule == "static-output")
+    assert static.node == "<output y>" and "comes out static (2, 32)" in static.message
+
+
+@pytest.mark.parametrize("target, clean", [([0, 2, 16, -1], True), ([-1, 2, 16, 8], True),
+                                           ([2, 4, 8], False)])
+def test_reshape_constants_are_judged_where_the_batch_sits(target, clean):
+    """A 2 that splits channels (batch exported at 2 too) is no baked batch; a 2 where the
+    data's batch dim sits is."""
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="split_heads")
+    model = make([node], [symbolic("x", ["batch", 32, 8])], [symbolic("y", None)],
+                 inits=[const("shape", target)])
+    record_export_shapes(model, {"x": [2, 32, 8]})
+    report = check_model(model)
+    assert report.passed == clean, format_report(report)
+    if not clean:
+        assert "baked-dynamic-dim" in rules(report)
+
+
+@pytest.mark.parametrize("node, inits", [
+    (helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="crop"),
+     [const("starts", [0]), const("ends", [7]), const("axes", [2])]),
+    (helper.make_node("Split", ["x", "sizes"], ["y", "z"], name="halves", axis=2),
+     [const("sizes", [3, 4])]),
+])
+def test_slice_and_split_constants_holding_the_export_size(node, inits):
+    outputs = [symbolic(name, None) for name in node.output]
+    model = make([node], [symbolic("x", ["batch", 4, "height", 7])], outputs, inits=inits)
+    record_export_shapes(model, {"x": [2, 4, 7, 7]})
+    report = check_model(model)
+    assert not report.passed, format_report(report)
+    assert rules(report) & {"baked-dynamic-dim", "breaks-at-other-size"}
+    assert all("height" in f.message for f in dynamic_findings(report))
+
+
+def test_a_split_that_lost_the_symbol_breaks_at_another_batch():
+    """biformer's pattern: (B, 64, 16) flattened to (-1, 16) (the symbol is lost in the -1),
+    then split into constant sizes that add up to the export batch's rows."""
+    nodes = [helper.make_node("Reshape", ["x", "rows"], ["r"], name="flatten"),
+             helper.make_node("Split", ["r", "sizes"], ["a", "b"], name="chunks", axis=0)]
+    inits = [const("rows", [-1, 16]), const("sizes", [64, 64])]
+    model = make(nodes, [symbolic("x", ["batch", 64, 16])],
+                 [symbolic("a", None), symbolic("b", None)], inits=inits)
+    assert check_model(model).passed  # without export sizes nothing shows it
+    record_export_shapes(model, {"x": [2, 64, 16]})
+    report = assert_fails_with(model, "breaks-at-other-size")
+    assert report.errors[0].node == "chunks"
+    assert "split sizes [64, 64] (sum 128) cannot split dim 0 of size 192" in \
+        report.errors[0].message
+
+
+def test_export_shapes_are_checked_against_the_graph():
+    model = make([helper.make_node("Relu", ["x"], ["y"])], [symbolic("x", ["batch", 4])],
+                 [symbolic("y", ["batch", 4])])
+    with pytest.raises(UsageError, match="export shape \\(2, 5\\) of 'x' does not fit its "
+                                         "graph shape \\(batch, 4\\)"):
+        check_model(model, export_shapes={"x": [2, 5]})
+    with pytest.raises(UsageError, match="must be positive integers"):
+        check_model(model, export_shapes={"x": [0, 4]})
+    # a forward argument the graph never reads is not an error (EMSA's unused keys)
+    assert check_model(model, export_shapes={"x": [2, 4], "unused": [1]}).passed
+
+
+@pytest.mark.parametrize("value", ["not json", '{"x": [2]}', '["x"]'])
+def test_unreadable_export_shapes_in_the_metadata_only_warn(value):
+    model = make([helper.make_node("Relu", ["x"], ["y"])], [symbolic("x", ["batch", 4])],
+                 [symbolic("y", ["batch", 4])])
+    model.metadata_props.add(key=EXPORT_SHAPES_KEY, value=value)
+    report = check_model(model)
+    assert rules(report) == {"export-shapes-unreadable"} and report.passed
+    assert report.dynamic_dims[0].export_size is None
+
+
+def test_record_export_shapes_replaces_the_previous_record():
+    model = make([helper.make_node("Relu", ["x"], ["y"])], [symbolic("x", ["batch", 4])],
+                 [symbolic("y", ["batch", 4])])
+    record_export_shapes(model, {"x": [2, 4]})
+    record_export_shapes(model, {"x": [3, 4]})
+    entries = [p for p in model.metadata_props if p.key == EXPORT_SHAPES_KEY]
+    assert len(entries) == 1 and json.loads(entries[0].value) == {"x": [3, 4]}
+    assert check_model(model).dynamic_dims[0].export_size == 3
