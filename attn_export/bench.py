@@ -446,14 +446,14 @@ def run_bench(targets: Sequence[Union[str, BenchTarget]], threads: int, json_pat
     report(f"threads {threads} (torch.set_num_threads and ORT intra_op_num_threads); matmul peak {peak:.0f} GFLOP/s "
            f"(2048x2048 fp32 GEMM measured now: torch {rates['torch']:.0f}, onnxruntime {rates['onnxruntime']:.0f}); "
            "FLOPs = matmul/conv FLOPs of the PyTorch forward")
-    report(f"{'module':<28}{'MFLOP':>9}{'eager ms':>10}{'p90':>8}{'ORT ms':>9}{'p90':>8}{'ratio':>8}{'%peak':>7}")
+    report(f"{'module':<28}{'MFLOP':>9} {'eager ms':>10} {'p90':>9} {'ORT ms':>10} {'p90':>9} {'eager/ORT':>10}{'%peak':>7}")
     rows: List[BenchRow] = []
     for target in with_progress(targets, "bench", progress):
         row = bench_module(target, threads, peak, gpu=gpu, profile=profile)
         rows.append(row)
         gpu_text = "".join(f"  {k} {v.median_ms:.3f} ms ({row.eager.median_ms / v.median_ms:.1f}x)" for k, v in row.extra.items())
-        report(f"{row.name:<28}{row.flops / 1e6:>9.1f}{row.eager.median_ms:>10.3f}{row.eager.p90_ms:>8.3f}"
-               f"{row.ort.median_ms:>9.3f}{row.ort.p90_ms:>8.3f}{row.ratio:>7.2f}x{100 * row.ort_peak_fraction:>6.0f}%{gpu_text}")
+        report(f"{row.name:<28}{row.flops / 1e6:>9.1f} {row.eager.median_ms:>10.3f} {row.eager.p90_ms:>9.3f}"
+               f" {row.ort.median_ms:>10.3f} {row.ort.p90_ms:>9.3f} {row.ratio:>9.2f}x{100 * row.ort_peak_fraction:>6.0f}%{gpu_text}")
         if row.ort_kernel_ms:
             report(f"  profile {row.name}: {describe_profile(row.ort_kernel_ms)}")
     ratios = [r.ratio for r in rows]
@@ -467,7 +467,7 @@ def run_bench(targets: Sequence[Union[str, BenchTarget]], threads: int, json_pat
         "below_1x": [r.name for r in rows if r.ratio < 1.0],
         "big_modules_below_60pct_peak": [r.name for r in big if r.ort_peak_fraction < TARGET_PEAK_FRACTION],
     }
-    report(f"geometric mean ORT/eager ratio {summary['geomean_ratio']:.2f}x over {len(rows)} module{'' if len(rows) == 1 else 's'}; "
+    report(f"geometric mean eager/ORT time ratio {summary['geomean_ratio']:.2f}x over {len(rows)} module{'' if len(rows) == 1 else 's'}; "
            f"min {summary['min_ratio']:.2f}x; below 1.0x: {', '.join(summary['below_1x']) or 'none'}")
     if big:
         report(f"modules >= {TARGET_MIN_FLOPS / 1e6:.0f} MFLOP below {100 * TARGET_PEAK_FRACTION:.0f}% of peak: {', '.join(summary['big_modules_below_60pct_peak']) or 'none'}")

@@ -166,7 +166,7 @@ def cmd_export(argv: Sequence[str]) -> int:
             print(f"FAILED {args.name}: {error}")
             raise _Reported(error.exit_code) from None
         raise
-    print(f"PASSED {result.name}: {result.onnx_path} and {result.manifest_path}")
+    print(f"PASSED {result.name}: wrote {', '.join(map(str, result.written))}")
     return EXIT_OK
 
 
@@ -176,19 +176,35 @@ def cmd_list(argv: Sequence[str]) -> int:
     parser = _Parser(prog="attn-export list", description="List the registered modules.")
     parser.add_argument("pattern", nargs="?", default="*",
                         help="shell-style pattern, e.g. 'self*'; plain text matches anywhere in the name")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, class, shapes, kwargs, paper}")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {name, class, shapes, kwargs, paper, url, dynamic}")
+    parser.add_argument("--markdown", action="store_true", help="print the README's zoo table")
     args = parser.parse_args(argv)
     specs = [modules.get_spec(n) for n in modules.list_modules(_as_pattern(args.pattern))]
     if args.json:
         rows = [{"name": s.name, "class": s.class_name, "shapes": [list(x) for x in s.shapes], "kwargs": s.kwargs,
-                 "paper": s.paper, "url": s.url} for s in specs]
+                 "paper": s.paper, "url": s.url, "dynamic": list(s.dynamic)} for s in specs]
         print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if args.markdown:
+        print(zoo_table(specs))
         return EXIT_OK
     for spec in specs:
         shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
         print(f"{spec.name:<28} {spec.class_name:<36} {shapes}")
     print(f"{len(specs)} module{'' if len(specs) == 1 else 's'}")
     return EXIT_OK
+
+
+def zoo_table(specs: Sequence) -> str:
+    """One row per module: name, class, paper, default input shapes, dynamic axes (and why not more)."""
+    lines = ["| name | class | paper | default input | dynamic axes |", "| --- | --- | --- | --- | --- |"]
+    for spec in specs:
+        shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
+        fixed = f" (fixed: {spec.fixed_because})" if spec.fixed_because else ""
+        lines.append(f"| `{spec.name}` | `{spec.class_name}` | [{spec.paper}]({spec.url}) | {shapes} |"
+                     f" {', '.join(spec.dynamic)}{fixed} |")
+    return "\n".join(lines)
 
 
 def cmd_info(argv: Sequence[str]) -> int:
@@ -237,12 +253,15 @@ def cmd_all(argv: Sequence[str]) -> int:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--pattern", default="*",
                         help="only modules matching this shell-style pattern (plain text: anywhere in the name)")
+    parser.add_argument("--dynamic", metavar="AXES",
+                        help="symbolic axes for every module, as far as its math allows (e.g. batch)")
     args = parser.parse_args(argv)
+    dynamic = parse_axes(args.dynamic) if args.dynamic else ()
     pattern = _as_pattern(args.pattern)
     if not modules.list_modules(pattern):
         raise UsageError(f"no registered module matches --pattern {args.pattern!r} (see `attn-export list`)")
     prepare_out_dir(args.out)
-    return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=pattern, progress=sys.stderr.isatty())
+    return run_all(args.out, trt=args.trt, fp16=args.fp16, pattern=pattern, progress=sys.stderr.isatty(), dynamic=dynamic)
 
 
 def cmd_bench(argv: Sequence[str]) -> int:

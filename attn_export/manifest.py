@@ -63,6 +63,7 @@ def build_manifest(
         "kwargs": _jsonable(built.kwargs),
         "seed": options.seed,
         "weights": _weights_record(options.weights),
+        "redrawn_zero_parameters": list(built.redrawn),
         "inputs": _inputs_record(built, graph_inputs),
         # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
         "unused_inputs": [n for n in built.input_names if n not in graph_inputs],

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import tolerances
 from .atomic import TempFiles, folder_lock
-from .backends import OnnxRuntimeBackend
+from .backends import OnnxRuntimeBackend, TorchBackend
 from .compare import BackendCheck, compare, raise_on_failures
 from .draws import DrawSet, InputDraw, export_draw, fresh_draws, load_user_inputs
 from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points, resolve_profiles
@@ -32,10 +32,9 @@ from .manifest import artifact_name, build_manifest, manifest_bytes
 from .options import DEFAULT_OUT_DIR, ExportOptions, check_input_memory, prepare_out_dir, validate_options
 from .structure import FlatOutputs, OutputLeaf, flatten_outputs, output_leaves
 from .target import Shape, Target, build_module, forward_parameter_names, module_target, resolve_shapes, resolve_target
-from .weights import load_weights
+from .weights import load_weights, redraw_zero_parameters
 
 Reporter = Callable[[str], None]
-EXPORT_INPUTS_METADATA_KEY = "attn_export.export_shapes"  # read by trt_check's dynamic-dim rules
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_OUT_DIR", "ExportOptions", "ExportResult", "run_export"]
 
@@ -67,6 +66,7 @@ class BuiltModel:
     shapes: List[Shape]  # the export shapes (opt of a dynamic profile)
     profiles: List[InputProfile] = field(default_factory=list)
     user_draws: List[InputDraw] = field(default_factory=list)
+    redrawn: List[str] = field(default_factory=list)  # zero-initialised parameters given random values
 
 
 @dataclass
@@ -105,6 +105,7 @@ class ExportResult:
     onnx_path: Path
     manifest_path: Path
     manifest: Dict[str, Any]
+    written: List[Path] = field(default_factory=list)  # every file this run wrote
     # The live objects behind the manifest, for callers that go on to time or re-run them.
     runners: Dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -120,8 +121,11 @@ def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
     """Stage 1: the module with its weights, input names and (profile) shapes."""
     resolved = resolve_target(target) if isinstance(target, str) else module_target(target)
     module, kwargs = build_module(resolved, dict(options.kwargs), options.seed)
+    redrawn: List[str] = []
     if options.weights is not None:
         load_weights(module, Path(options.weights))
+    elif resolved.source != "python object":
+        redrawn = redraw_zero_parameters(module, options.seed)
     class_name = type(module).__name__
     input_names_guess = input_names_for(len(resolved.default_shapes)) if resolved.default_shapes else None
     user_draws = _user_draws(options, module, input_names_guess)
@@ -132,7 +136,8 @@ def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
     check_input_memory(shapes)
     input_names = input_names_for(len(shapes))
     name = artifact_name(options.name, resolved.name, class_name)
-    built = BuiltModel(resolved, name, module, class_name, kwargs, input_names, list(shapes), user_draws=user_draws)
+    built = BuiltModel(resolved, name, module, class_name, kwargs, input_names, list(shapes), user_draws=user_draws,
+                       redrawn=redrawn)
     built.profiles = _profiles(built, options)
     _check_user_draw_shapes(built)
     return built
@@ -248,27 +253,29 @@ def export_graph(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -
 
 
 def _record_export_shapes(graph: ExportedGraph, built: BuiltModel) -> None:
-    if not built.profiles:
-        return
-    import json
+    """Dynamic graphs carry their export sizes, so `check` can spot them baked into constants."""
+    from .trt_check import record_export_shapes
 
-    entry = graph.model.metadata_props.add()
-    entry.key = EXPORT_INPUTS_METADATA_KEY
-    entry.value = json.dumps({n: list(s) for n, s in zip(built.input_names, built.shapes)})
+    if built.profiles:
+        record_export_shapes(graph.model, {n: list(s) for n, s in zip(built.input_names, built.shapes)})
 
 
 def static_checks(graph: ExportedGraph, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
-    """Stage 4: TensorRT parser prediction: fatal under --trt, else a warning."""
-    from .trt_check import check_model
+    """Stage 4: TensorRT parser prediction and dynamic-shape hazards: fatal under --trt, else a warning.
+
+    (Without --trt the verification at the profile's corners is the judge of a dynamic graph.)
+    """
+    from .trt_check import DYNAMIC_RULES, check_model
 
     verdict = check_model(graph.model).to_dict()
     errors = [f for f in verdict["findings"] if f["severity"] == "error"]
     if errors:
-        first = errors[0]
-        text = f"{first['op_type']} ({first['rule']}): {first['message']}"
+        first = min(errors, key=lambda f: f["rule"] not in DYNAMIC_RULES)  # a baked size says the most
+        problem = "runs only at its export sizes" if first["rule"] in DYNAMIC_RULES else "would be rejected by TensorRT's parser"
+        text = f"{file_name} {problem}: {first['op_type']} {first.get('node') or ''} ({first['rule']}): {first['message']}"
         if required:
-            raise VerificationError(f"TensorRT's parser would reject {file_name}: {text}")
-        report(f"  warning: TensorRT's parser would reject {file_name}: {text}")
+            raise VerificationError(text)
+        report(f"  warning: {text}")
     return verdict
 
 
@@ -325,9 +332,9 @@ def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel
     engines: Dict[str, bytes] = {}
     for precision, graph_bytes, file_name, tolerance in builds:
         started = time.perf_counter()
-        engine = trt_backend.build_engine(graph_bytes, precision=precision, profile=profile,
-                                          timing_cache=Path(options.out_dir) / "trt.timing.cache", cache_dir=cache_dir)
-        backend = trt_backend.TensorRTBackend(engine.engine_bytes, precision=precision)
+        engine, info = trt_backend.build_engine(graph_bytes, precision=precision, profile=profile,
+                                                timing_cache=Path(options.out_dir) / "trt.timing.cache", cache_dir=cache_dir)
+        backend = trt_backend.TensorRTBackend(engine, precision=precision)
         try:
             ours = [compare(backend.name, ref.outputs[d.label], backend.run(d.feeds(built.input_names)), tolerance,
                             ref.output_names, d.label) for d in ref.draws.verify]
@@ -335,10 +342,10 @@ def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel
             backend.close()  # free GPU memory before the next build
         passed = all(c.passed for c in ours)
         checks += ours
-        section["engines"].append({**engine.info.to_dict(), "file": file_name, "passed": passed})
+        section["engines"].append({**info.to_dict(), "file": file_name, "passed": passed})
         if passed:
-            engines[file_name] = engine.engine_bytes
-        timer.step(f"trt-{precision}", started, _checks_text(ours) + (" (engine cache hit)" if engine.info.cache_hit else ""))
+            engines[file_name] = engine
+        timer.step(f"trt-{precision}", started, _checks_text(ours) + (" (engine cache hit)" if info.cache_hit else ""))
     return EngineStage(section, checks, engines)
 
 
@@ -406,7 +413,9 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
     write_artifacts(out_dir, files)
 
     result = ExportResult(built.name, out_dir / f"{built.name}.onnx", out_dir / f"{built.name}.json", manifest,
-                          runners={"onnxruntime": ort_backend, "reference": ref, "built": built})
+                          written=[out_dir / name for name in files],
+                          runners={"onnxruntime": ort_backend, "torch": TorchBackend(built.module, built.input_names),
+                                   "feeds": ref.draws.export.feeds(built.input_names), "reference": ref, "built": built})
     _raise_if_failed(result, fp16, engines)
     return result
 
@@ -414,8 +423,8 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
 def _raise_if_failed(result: ExportResult, fp16: Optional[Fp16Stage], engines: Optional[EngineStage]) -> None:
     if fp16 is not None and not fp16.passed:
         raise VerificationError(
-            f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')}); the verified fp32 graph"
-            f" and the manifest are in {result.onnx_path.parent}"
+            f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')}); wrote the verified"
+            f" fp32 graph and the manifest: {', '.join(map(str, result.written))}"
         )
     if engines is not None and engines.missing:
         raise EnvironmentMissingError(f"no TensorRT engine built: {engines.missing}; the verified ONNX is in {result.onnx_path}")

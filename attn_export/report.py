@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import modules
 
@@ -46,14 +46,16 @@ def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_
                  "onnxruntime-cpu": lambda: runners["onnxruntime"].run(runners["feeds"])}
     latency = time_side_by_side(functions, rounds=2)
     nodes = f"{manifest['onnx']['nodes_exported']} -> {manifest['onnx']['nodes_simplified']}"
-    checks = {c["backend"]: c for c in manifest["checks"]}
-    rows = [{"module": name, "backend": "torch", "status": "reference", "latency_ms": latency["torch"].median_ms}]
+    dynamic = ", ".join(sorted({s for i in manifest["inputs"] for s in i.get("dynamic", {}).get("dynamic_axes", {}).values()}))
+    rows = [{"module": name, "backend": "torch", "status": "reference", "latency_ms": latency["torch"].median_ms,
+             "dynamic": dynamic or "static"}]
     for backend in BACKENDS[1:]:
-        row: Dict[str, Any] = {"module": name, "backend": backend}
-        check = checks.get(backend)
-        if check is not None:
-            row.update(status="passed" if check["passed"] else "FAILED", max_abs_err=check["max_abs_err"],
-                       max_rel_err=check["max_rel_err"], nodes=nodes)
+        row: Dict[str, Any] = {"module": name, "backend": backend, "dynamic": dynamic or "static"}
+        checks = [c for c in manifest["checks"] if c["backend"] == backend]
+        if checks:
+            row.update(status="passed" if all(c["passed"] for c in checks) else "FAILED",
+                       max_abs_err=_worst(c["max_abs_err"] for c in checks),
+                       worst_nrmse=_worst(c["worst_nrmse"] for c in checks), draws=len(checks), nodes=nodes)
             if backend == "onnxruntime-cpu":
                 row["latency_ms"] = latency["onnxruntime-cpu"].median_ms
                 row["speedup_vs_torch"] = latency["torch"].median_ms / latency["onnxruntime-cpu"].median_ms
@@ -65,6 +67,11 @@ def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_
     return rows
 
 
+def _worst(values) -> Optional[float]:
+    finite = [v for v in values if v is not None]
+    return max(finite) if finite else None
+
+
 def _fp16_note(fp16: Dict[str, Any]) -> str:
     """What the CPU learned of the fp16 graph TensorRT would build (--fp16)."""
     verdict = "passed" if fp16.get("passed") else f"FAILED ({fp16.get('reason', '')})"
@@ -73,7 +80,8 @@ def _fp16_note(fp16: Dict[str, Any]) -> str:
 
 
 def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str = "*",
-            report=print, progress: bool = True) -> int:
+            report=print, progress: bool = True, dynamic: Sequence[str] = ()) -> int:
+    """Every module matching ``pattern``; with ``dynamic``, each with the requested axes its math allows."""
     names = modules.list_modules(pattern)
     gpu_notes = _gpu_note(trt)
     rows: List[Dict[str, Any]] = []
@@ -82,7 +90,9 @@ def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str =
     started = time.perf_counter()
     for name in with_progress(names, "export", progress):
         try:
-            result = run_export(name, ExportOptions(out_dir=out_dir, trt=trt, fp16=fp16), report=lambda line: None)
+            axes = [a for a in dynamic if a in modules.get_spec(name).dynamic]
+            options = ExportOptions(out_dir=out_dir, trt=trt, fp16=fp16, dynamic=axes)
+            result = run_export(name, options, report=lambda line: None)
             rows.extend(_rows_for(name, result.manifest, result.runners, gpu_notes))
             report(f"PASSED {name}")
         except AttnExportError as error:
@@ -93,8 +103,8 @@ def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str =
     seconds = time.perf_counter() - started
     summary = {"modules": len(names), "passed": len(names) - len(failures), "failed": sorted(failures),
                "seconds": round(seconds, 1), "trt": trt, "fp16": fp16}
-    _write_reports(out_dir, rows, summary)
-    report(f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; reports in {out_dir}/report.{{json,md,png}}")
+    written = _write_reports(out_dir, rows, summary)
+    report(f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; wrote {', '.join(str(p) for p in written)}")
     if not failures:
         return EXIT_OK
     return EXIT_VERIFICATION_FAILED if worst == EXIT_USAGE else worst
@@ -104,31 +114,36 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> None:
+def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> List[Path]:
+    """Writes report.json and report.md, and report.png where matplotlib is installed; returns what it wrote."""
     atomic_write(out_dir / "report.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
     lines = [
         "# attn-export zoo report",
         "",
         f"{summary['passed']}/{summary['modules']} modules passed in {summary['seconds']} s.",
         "",
-        "| module | backend | status | max abs err | max rel err | latency ms | vs torch | nodes (exported -> simplified) | note |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| module | backend | dynamic | status | draws | max abs err | worst nrmse | latency ms | vs torch | nodes (exported -> simplified) | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['module']} | {r['backend']} | {r['status']}{': ' + r['error'][:120] if r.get('error') else ''} | {_fmt(r.get('max_abs_err'), '.2e')} | "
-            f"{_fmt(r.get('max_rel_err'), '.2e')} | {_fmt(r.get('latency_ms'), '.3f')} | "
+            f"| {r['module']} | {r['backend']} | {r.get('dynamic', '')} | {r['status']}{': ' + r['error'][:120] if r.get('error') else ''} |"
+            f" {r.get('draws', '')} | {_fmt(r.get('max_abs_err'), '.2e')} | "
+            f"{_fmt(r.get('worst_nrmse'), '.2e')} | {_fmt(r.get('latency_ms'), '.3f')} | "
             f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | {r.get('nodes', '')} | {r.get('note', '')} |"
         )
     atomic_write(out_dir / "report.md", "\n".join(lines) + "\n")
-    _plot(out_dir / "report.png", rows)
+    written = [out_dir / "report.json", out_dir / "report.md"]
+    if _plot(out_dir / "report.png", rows):
+        written.append(out_dir / "report.png")
+    return written
 
 
-def _plot(path: Path, rows: List[Dict[str, Any]]) -> None:
+def _plot(path: Path, rows: List[Dict[str, Any]]) -> bool:
     try:
         import matplotlib
     except ImportError:
-        return  # report.png needs the `bench` extra; json and md are always written
+        return False  # report.png needs the `bench` extra; json and md are always written
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -145,3 +160,4 @@ def _plot(path: Path, rows: List[Dict[str, Any]]) -> None:
     ax.set_title("green passed, red failed, grey not run (no GPU / not requested), blue reference")
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
+    return True

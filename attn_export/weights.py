@@ -11,7 +11,7 @@ import hashlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -124,3 +124,23 @@ def _without_wrapper_prefix(state: Dict[str, torch.Tensor], expected: Mapping[st
 def _clip(items: list, limit: int = 6) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def redraw_zero_parameters(module: nn.Module, seed: int) -> List[str]:
+    """Give parameters initialised to all zeros random values; returns their names.
+
+    Some blocks start as the identity (GCNet's and Non-local's last layer is zero-initialised),
+    so at their initial weights the attention branch contributes nothing and verification
+    could not see it. Without trained weights, such parameters are drawn like a fresh layer's
+    (std 1/sqrt(fan-in); 1-D parameters std 0.5), so every branch is exercised.
+    """
+    generator = torch.Generator().manual_seed(seed + 7919)
+    redrawn = []
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if parameter.is_floating_point() and parameter.numel() > 0 and not parameter.any():
+                fan_in = parameter[0].numel() if parameter.dim() > 1 else 4
+                std = fan_in ** -0.5
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+                redrawn.append(name)
+    return redrawn

@@ -9,6 +9,7 @@ sign-flipped branch with outputs around 1e-5); a user project with its own packa
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import numpy as np
@@ -98,18 +99,20 @@ class Tiny(nn.Module):
 
 @pytest.fixture
 def user_project(tmp_path, monkeypatch):
-    """A folder holding the user's package ``mydet``, importable as the CLI would import it."""
-    package = tmp_path / "mydet"
+    """A folder holding the user's package ``userproj``, importable as the CLI would import it."""
+    package = tmp_path / "userproj"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "models.py").write_text(textwrap.dedent(DETECTOR))
     (package / "branchy.py").write_text(textwrap.dedent(BRANCHY))
     monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    yield tmp_path
+    for name in [n for n in sys.modules if n == "userproj" or n.startswith("userproj.")]:
+        del sys.modules[name]
 
 
 def test_detector_with_cached_anchors_and_dict_outputs_exports_and_passes(cli, user_project):
-    run = cli("mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--out", "out")
+    run = cli("userproj.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--out", "out")
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = json.loads((user_project / "out" / "Detector.json").read_text())  # named after the class, not `build`
     outputs = {o["name"]: o for o in manifest["outputs"]}
@@ -120,7 +123,7 @@ def test_detector_with_cached_anchors_and_dict_outputs_exports_and_passes(cli, u
 
 
 def test_name_sets_the_artifact_names(cli, user_project):
-    run = cli("mydet.models:build", "--shape", "1,3,32,32", "--name", "det-v2", "--out", "out")
+    run = cli("userproj.models:build", "--shape", "1,3,32,32", "--name", "det-v2", "--out", "out")
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(p.name for p in (user_project / "out").iterdir()) == ["det-v2.json", "det-v2.onnx"]
     assert "out/det-v2.onnx" in run.stdout
@@ -128,18 +131,18 @@ def test_name_sets_the_artifact_names(cli, user_project):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_a_frozen_data_dependent_branch_fails_for_every_seed(cli, user_project, seed):
-    run = cli("mydet.branchy:Branchy", "--shape", "1,8,6,6", "--seed", str(seed), "--out", "out")
+    run = cli("userproj.branchy:Branchy", "--shape", "1,8,6,6", "--seed", str(seed), "--out", "out")
     assert run.returncode == 1, run.stdout + run.stderr
     failure = run.stdout.strip().splitlines()[-1]
-    assert failure.startswith("FAILED Branchy") and "fresh" in failure  # names the draw it failed on
+    assert failure.startswith("FAILED userproj.branchy:Branchy") and "fresh" in failure  # names the draw it failed on
     assert "Converting a tensor to a Python boolean" in run.stdout  # the tracer's warning, kept, one line
     assert not (user_project / "out" / "Branchy.onnx").exists()  # a wrong graph is never written
 
 
 def test_tiny_outputs_are_judged_by_their_variation_not_by_atol(user_project, tmp_path):
     with pytest.raises(VerificationError, match="of the output's variation"):
-        attn_export.export("mydet.branchy:TinyFlip", shapes=[(1, 8, 6, 6)], out_dir=tmp_path / "flip")
-    result = attn_export.export("mydet.branchy:Tiny", shapes=[(1, 8, 6, 6)], out_dir=tmp_path / "tiny")
+        attn_export.export("userproj.branchy:TinyFlip", shapes=[(1, 8, 6, 6)], out_dir=tmp_path / "flip")
+    result = attn_export.export("userproj.branchy:Tiny", shapes=[(1, 8, 6, 6)], out_dir=tmp_path / "tiny")
     assert result.passed and result.manifest["checks"][0]["worst_nrmse"] < 1e-3
 
 
@@ -159,7 +162,7 @@ def test_user_inputs_are_verified_and_named_by_position_or_parameter(user_projec
     images = np.random.default_rng(5).random((2, 3, 32, 32), dtype=np.float32)  # images in [0, 1)
     np.savez(tmp_path / "pos.npz", images)
     np.savez(tmp_path / "named.npz", x=images)
-    result = attn_export.export("mydet.models:build", inputs=[tmp_path / "pos.npz", tmp_path / "named.npz"],
+    result = attn_export.export("userproj.models:build", inputs=[tmp_path / "pos.npz", tmp_path / "named.npz"],
                                 out_dir=tmp_path / "out")
     assert result.passed
     assert result.manifest["inputs"][0]["shape"] == [2, 3, 32, 32]  # the shape came from the inputs
@@ -168,8 +171,8 @@ def test_user_inputs_are_verified_and_named_by_position_or_parameter(user_projec
 
 def test_user_inputs_that_do_not_fit_are_a_usage_error(cli, user_project, tmp_path):
     np.savez(tmp_path / "bad.npz", np.zeros((1, 3, 16, 16), np.float32))
-    run = cli("mydet.models:build", "--shape", "1,3,32,32", "--inputs", str(tmp_path / "bad.npz"))
-    assert run.returncode == 2 and run.stdout.strip() == "attn-export mydet.models:build"
+    run = cli("userproj.models:build", "--shape", "1,3,32,32", "--inputs", str(tmp_path / "bad.npz"))
+    assert run.returncode == 2 and run.stdout.strip() == "attn-export userproj.models:build"
     assert run.stderr.count("\n") == 1 and "1,3,16,16" in run.stderr and "1,3,32,32" in run.stderr
 
 

@@ -70,11 +70,11 @@ def test_user_model_by_import_path_with_weights(cli, detector_package):
         sys.modules.pop("mydet", None)
     run = cli("mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--weights", "det.pt", "--out", "o")
     assert run.returncode == 0, run.stdout + run.stderr
-    manifest = json.loads((detector_package / "o" / "build.json").read_text())
+    manifest = json.loads((detector_package / "o" / "TinyDetector.json").read_text())
     assert manifest["source"] == "mydet.models:build" and manifest["class"] == "TinyDetector"
     assert manifest["outputs"][0]["shape"] == [1, 8, 8, 8]
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
-    (got,) = ort.InferenceSession(str(detector_package / "o" / "build.onnx")).run(None, {"input": x})
+    (got,) = ort.InferenceSession(str(detector_package / "o" / "TinyDetector.onnx")).run(None, {"input": x})
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
