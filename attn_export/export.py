@@ -39,9 +39,6 @@ class ExportedGraph:
     nodes_exported: int
     nodes_simplified: int
     opset: int
-    exporter: str = "torchscript"
-    warnings: tuple = ()
-    fallback: str = ""
 
 
 def input_names_for(count: int) -> list:
@@ -54,9 +51,6 @@ def export_to_onnx(
     input_names: Sequence[str],
     output_names: Sequence[str] = ("output",),
     opset: int = DEFAULT_OPSET,
-    *,
-    exporter: str = "auto",
-    dynamic_axes=None,
     simplify: bool = True,
 ) -> ExportedGraph:
     """Export ``module`` at the static shapes of ``example_inputs``, simplify and check it."""
@@ -75,7 +69,6 @@ def export_to_onnx(
             input_names=list(input_names),
             output_names=list(output_names),
             do_constant_folding=True,
-            dynamic_axes=dict(dynamic_axes) if dynamic_axes else None,
         )
     exported = onnx.load_from_string(buffer.getvalue())
     nodes_exported = len(exported.graph.node)
