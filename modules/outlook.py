@@ -34,7 +34,6 @@ Differences from the reference (same function, different evaluation order):
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
