@@ -22,10 +22,13 @@ What differs from the reference, and why (same outputs):
   ``q . (k - pe)``: the ``q . pe_query`` term of the reference is the same for every key
   and cancels in the softmax. This is two MatMuls, an Add and a Softmax per call. For
   large maps (more than ``dense_max_positions`` positions) a gathered-window path is used
-  instead, so memory stays linear in the map size.
-- The position map is built from a constant grid and mapped by ``conv_p``'s weights with a
-  MatMul (the reference's traced ``linspace`` exports in float64, and ORT has no float64
-  Conv, so its graph does not load).
+  instead, so memory stays linear in the map size. A graph with dynamic height/width keeps
+  the path of its export size. The bias, the window index and the position grid are built
+  from the map size with ``arange`` (constants of a static graph; computed from the input's
+  shape in a dynamic one).
+- The position grid is mapped by ``conv_p``'s weights with a MatMul, and built in float32
+  (the reference's traced ``linspace`` exports in float64, and ORT has no float64 Conv, so
+  its graph does not load).
 - q, k, v come from one 1x1 conv over the concatenated weights, and ``fc`` is a MatMul over
   the (q|k|v, head) axis, which is already contiguous in that layout.
 - ``dep_conv`` (``head_dim`` groups of ``kernel_conv**2`` inputs) is run as a depthwise conv:
@@ -39,7 +42,6 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,48 +49,49 @@ from torch import nn
 from ._registry import register_module
 
 
-def position(h: int, w: int) -> torch.Tensor:
+# The builders below take the map size as ints, or as the exporter's traced sizes: a graph
+# then computes them from the input's shape (at a static size they fold to constants).
+
+
+def _linspace(n) -> torch.Tensor:
+    """linspace(-1, 1, n) in float32, from arange so that n can be a traced size ([-1] for 1)."""
+    return torch.arange(n, dtype=torch.float32) * (2.0 / (n - 1 + (n == 1))) - 1.0
+
+
+def position(h, w) -> torch.Tensor:
     """The reference's (1, 2, h, w) grid: channel 0 runs over the width, 1 over the height."""
-    loc_w = np.broadcast_to(np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :], (h, w))
-    loc_h = np.broadcast_to(np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None], (h, w))
-    return torch.from_numpy(np.stack([loc_w, loc_h])[None].copy())
+    loc_w = _linspace(w).reshape(1, -1).expand(h, w)
+    loc_h = _linspace(h).reshape(-1, 1).expand(h, w)
+    return torch.stack([loc_w, loc_h]).unsqueeze(0)
 
 
-def _reflect(t: np.ndarray, n: int) -> np.ndarray:
-    """Index into a length-n axis after reflection padding (edge not repeated)."""
-    t = np.abs(t)
-    return np.where(t > n - 1, 2 * (n - 1) - t, t)
+def _window_sources(n, n_out, kernel: int, pad: int, stride: int) -> torch.Tensor:
+    """(n_out, kernel) source index of each window tap along one axis, after reflection
+    padding (edge not repeated)."""
+    t = (torch.arange(n_out) * stride).unsqueeze(1) + torch.arange(kernel) - pad
+    t = t.abs()
+    return torch.where(t > n - 1, 2 * (n - 1) - t, t)
 
 
-def _window_sources(n: int, n_out: int, kernel: int, pad: int, stride: int) -> np.ndarray:
-    """(n_out, kernel) source index of each window tap along one axis."""
-    t = np.arange(n_out)[:, None] * stride + np.arange(kernel)[None, :] - pad
-    return _reflect(t, n)
+def _window_bias(h, w, ho, wo, kernel: int, pad: int, stride: int) -> torch.Tensor:
+    """(ho*wo, h*w) log of how often each position falls in each query's window (-inf: never).
 
-
-def _window_bias(
-    h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int
-) -> torch.Tensor:
-    """(ho*wo, h*w) log of how often each position falls in each query's window (-inf: never)."""
-    counts = []
+    Visits factor over the two axes, so the log is a sum of per-axis logs.
+    """
+    logs = []
     for n, n_out in ((h, ho), (w, wo)):
-        src = _window_sources(n, n_out, kernel, pad, stride)
-        c = np.zeros((n_out, n))
-        np.add.at(c, (np.repeat(np.arange(n_out), kernel), src.reshape(-1)), 1.0)
-        counts.append(c)
-    visits = np.einsum("ai,bj->abij", counts[0], counts[1]).reshape(ho * wo, h * w)
-    with np.errstate(divide="ignore"):
-        return torch.from_numpy(np.log(visits).astype(np.float32))
+        src = _window_sources(n, n_out, kernel, pad, stride)  # (n_out, k)
+        visits = (src.unsqueeze(-1) == torch.arange(n)).float().sum(1)  # (n_out, n)
+        logs.append(torch.log(visits))
+    return (logs[0][:, None, :, None] + logs[1][None, :, None, :]).reshape(ho * wo, h * w)
 
 
-def _window_index(
-    h: int, w: int, ho: int, wo: int, kernel: int, pad: int, stride: int
-) -> torch.Tensor:
+def _window_index(h, w, ho, wo, kernel: int, pad: int, stride: int) -> torch.Tensor:
     """(ho*wo*kernel*kernel,) flat source position of every window tap, query-major."""
     si = _window_sources(h, ho, kernel, pad, stride)  # (ho, k)
     sj = _window_sources(w, wo, kernel, pad, stride)  # (wo, k)
     flat = si[:, None, :, None] * w + sj[None, :, None, :]  # (ho, wo, k, k)
-    return torch.from_numpy(flat.reshape(-1).astype(np.int64))
+    return flat.reshape(-1)
 
 
 def init_rate_half(tensor: torch.Tensor) -> None:
@@ -102,6 +105,7 @@ def init_rate_half(tensor: torch.Tensor) -> None:
     shapes=[(1, 256, 7, 7)],
     paper="On the Integration of Self-Attention and Convolution",
     url="https://arxiv.org/abs/2111.14556",
+    dynamic=("batch", "height", "width"),
 )
 class ACmix(nn.Module):
     # Dense attention (a positions x positions bias) up to this many positions (32x32; it
@@ -160,21 +164,24 @@ class ACmix(nn.Module):
         with torch.no_grad():
             self.dep_conv.weight.copy_(kernel.repeat(self.out_planes, 1, 1, 1))
 
-    def _const(self, kind: str, like: torch.Tensor, *args: int) -> torch.Tensor:
-        """Shape-only constants, built once per input size (numpy: one graph constant)."""
-        key = (kind, *args, str(like.device), like.dtype)
+    def _const(self, kind: str, like: torch.Tensor, *sizes) -> torch.Tensor:
+        """Shape-only constants: from the traced sizes when exporting (a dynamic graph follows
+        the input's size), else built once per input size."""
+        build = {"pos": position, "bias": _window_bias, "index": _window_index}[kind]
+        if torch.jit.is_tracing():
+            const = build(*sizes).to(like.device)
+            return const.to(like.dtype) if const.is_floating_point() else const
+        key = (kind, *(int(v) for v in sizes), str(like.device), like.dtype)
         if key not in self._consts:
-            build = {"pos": position, "bias": _window_bias, "index": _window_index}[kind]
             # built as a normal tensor: a cached inference tensor would break a later export
             with torch.inference_mode(False):
-                const = build(*args)
+                const = build(*key[1:-2])
                 dtype = like.dtype if const.is_floating_point() else None
                 self._consts[key] = const.to(like.device, dtype)
         return self._consts[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        h, w = int(h), int(w)  # static: the window constants depend on them
         s, hd, nh = self.stride, self.head_dim, self.head
         ka, pad = self.kernel_att, self.padding_att
         ho = (h + 2 * pad - ka) // s + 1  # attention windows (the reference's unfold)

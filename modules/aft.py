@@ -28,6 +28,7 @@ from ._registry import register_module
     shapes=[(1, 49, 512)],
     paper="An Attention Free Transformer",
     url="https://arxiv.org/abs/2105.14103",
+    fixed_because="its n x n position biases fix the token count to n",
 )
 class AFT_FULL(nn.Module):
     def __init__(self, d_model: int, n: int = 49, simple: bool = False) -> None:

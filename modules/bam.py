@@ -104,6 +104,8 @@ class SpatialAttention(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="BAM: Bottleneck Attention Module",
     url="https://arxiv.org/abs/1807.06514",
+    fixed_because="its dilated convs shrink the map as in the golden revision, whose spatial "
+    "gate only broadcasts where they end on 1x1 (the registry size); other sizes pad otherwise",
 )
 class BAMBlock(nn.Module):
     def __init__(self, channel: int = 512, reduction: int = 16, dia_val: int = 2) -> None:

@@ -151,12 +151,21 @@ def _pool_windows(t: Tensor, mode: str, out_hw: Tuple[int, int], kernel: int) ->
 _CHUNK_SCORES = 1 << 20
 
 
+def _window_multiple(kw: dict) -> int:
+    """H and W hold whole windows; with adaptive key/value pooling, windows of whole bins."""
+    ada = kw.get("kv_downsample_mode", "identity").startswith("ada")
+    return kw.get("n_win", 7) * (kw.get("kv_per_win", 4) if ada else 1)
+
+
 @register_module(
     "biformer",
     kwargs=dict(dim=64, num_heads=4, n_win=7, topk=4),
     shapes=[(1, 56, 56, 64)],
     paper="BiFormer: Vision Transformer with Bi-Level Routing Attention",
     url="https://arxiv.org/abs/2303.08810",
+    dynamic=("batch", "height", "width"),
+    spatial_multiple=_window_multiple,
+    layout="NHWC",
 )
 class BiLevelRoutingAttention(nn.Module):
     def __init__(
@@ -291,27 +300,28 @@ class BiLevelRoutingAttention(nn.Module):
             raise NotImplementedError("differentiable hard routing TBA")
 
         # attention in a few chunks of query windows: a chunk's scores stay in cache from the QK
-        # matmul through the Softmax to the AV matmul (all scores at once spill to memory);
-        # static sizes, int() because the exporter's tracer hands shapes out as tensors
-        nb, scores = int(B), int(B * w2 * tk * kw2)
-        n_chunks = min(nb, -(-scores // _CHUNK_SCORES))
-        sizes = [nb // n_chunks + (1 if i < nb % n_chunks else 0) for i in range(n_chunks)]
-        q_chunks = q.reshape(B, w2, cq).split(sizes)
-        row_chunks = rows.split([sz * tk for sz in sizes])
+        # matmul through the Softmax to the AV matmul (all scores at once spill to memory).
+        # Chunks split the (head, window) axis, which no input size changes; their count is a
+        # speed choice made at the export size (int(): the tracer hands sizes out as tensors)
+        hp = m * p2
+        n_chunks = min(hp, -(-int(B * w2 * tk * kw2) // _CHUNK_SCORES))
+        sizes = [hp // n_chunks + (1 if i < hp % n_chunks else 0) for i in range(n_chunks)]
+        q_chunks = q.reshape(N, hp, w2, cq).split(sizes, dim=1)
+        row_chunks = rows.reshape(N, hp * tk).split([sz * tk for sz in sizes], dim=1)
         if mul == "soft":  # routing weights per gathered row
-            w_rows = r_weight.unsqueeze(1).expand(N, m, p2, tk).reshape(B * tk, 1)
-            w_chunks = w_rows.split([sz * tk for sz in sizes])
+            w_rows = r_weight.unsqueeze(1).expand(N, m, p2, tk).reshape(N, hp * tk, 1)
+            w_chunks = w_rows.split([sz * tk for sz in sizes], dim=1)
         outs, attns = [], []
         for i, sz in enumerate(sizes):
-            k_sel = k_rows.index_select(0, row_chunks[i])  # (sz*topk, kw^2*cq)
-            v_sel = v_rows.index_select(0, row_chunks[i])
+            k_sel = k_rows.index_select(0, row_chunks[i].reshape(-1))  # (N*sz*topk, kw^2*cq)
+            v_sel = v_rows.index_select(0, row_chunks[i].reshape(-1))
             if mul == "soft":
-                k_sel, v_sel = k_sel * w_chunks[i], v_sel * w_chunks[i]
-            k_sel = k_sel.reshape(sz, tk * kw2, cq).transpose(-2, -1)
-            attn = self.attn_act(q_chunks[i] @ k_sel)  # (sz, w^2, topk*kw^2)
-            outs.append(attn @ v_sel.reshape(sz, tk * kw2, cv))  # (sz, w^2, cv)
+                k_sel, v_sel = k_sel * w_chunks[i].reshape(-1, 1), v_sel * w_chunks[i].reshape(-1, 1)
+            k_sel = k_sel.reshape(N, sz, tk * kw2, cq).transpose(-2, -1)
+            attn = self.attn_act(q_chunks[i] @ k_sel)  # (N, sz, w^2, topk*kw^2)
+            outs.append(attn @ v_sel.reshape(N, sz, tk * kw2, cv))  # (N, sz, w^2, cv)
             attns.append(attn)
-        out = torch.cat(outs) if n_chunks > 1 else outs[0]  # (N*m*p^2, w^2, cv)
+        out = torch.cat(outs, dim=1) if n_chunks > 1 else outs[0]  # (N, m*p^2, w^2, cv)
 
         # back to the image, heads into channels: (N, m, j, i, y, x, c) -> (N, j, y, i, x, m, c)
         out = self._to_image(out, N, m, nw, hs, ws, cv)
@@ -323,7 +333,7 @@ class BiLevelRoutingAttention(nn.Module):
             out = out[:, :H_in, :W_in, :]
         if ret_attn_mask:
             # reference layout: (N*p^2, m, w^2, topk*kw^2)
-            attn = torch.cat(attns) if n_chunks > 1 else attns[0]
+            attn = torch.cat(attns, dim=1) if n_chunks > 1 else attns[0]
             attn = attn.reshape(N, m, p2, w2, -1).transpose(1, 2).reshape(N * p2, m, w2, -1)
             return out, r_weight, r_idx, attn
         return out
@@ -334,7 +344,8 @@ class BiLevelRoutingAttention(nn.Module):
 
         A Gather of c-wide rows with a constant index rather than a 7-D Transpose: the same
         bytes moved, but ONNX Runtime runs Gather on all threads and this Transpose on one.
+        The index is per sample, so it does not depend on the batch size.
         """
-        idx = torch.arange(N * m * nw * nw * hs * ws, device=t.device).reshape(N, m, nw, nw, hs, ws)
-        idx = idx.permute(0, 2, 4, 3, 5, 1).reshape(-1)  # (N, j, y, i, x, m)
-        return t.reshape(-1, c).index_select(0, idx).reshape(N, nw * hs, nw * ws, m * c)
+        idx = torch.arange(m * nw * nw * hs * ws, device=t.device).reshape(m, nw, nw, hs, ws)
+        idx = idx.permute(1, 3, 2, 4, 0).reshape(-1)  # (j, y, i, x, m)
+        return t.reshape(N, -1, c).index_select(1, idx).reshape(N, nw * hs, nw * ws, m * c)

@@ -10,9 +10,10 @@ Same class name, keyword and ``state_dict`` keys as External-Attention-pytorch's
 ``CrissCrossAttention.py``. Differences, all in how the same math is written:
 
 - The reference builds its self-mask as ``-inf`` on a diagonal repeated B*W times (a
-  batch-sized tensor built at run time). Here the column energies get a constant
-  (H, H) additive mask of -1e30 on the diagonal, broadcast over batch and width;
-  ``exp`` underflows to exactly 0 for it either way, and no ``inf`` reaches the graph.
+  batch-sized tensor built at run time). Here the column energies get -1e30 added on
+  the diagonal of each (H, H) block by an (H, H) mask from ``arange`` (a constant at a
+  static size; no EyeLike, which TensorRT takes only at static sizes); ``exp`` underflows
+  to exactly 0 for it either way, and no ``inf`` reaches the graph.
 - Instead of folding batch into the bmm batch axis with ``permute(...).contiguous().view``
   chains, the column and row attentions are 4-D batched matmuls on permuted views.
 """
@@ -30,6 +31,7 @@ from ._registry import register_module
     shapes=[(1, 64, 7, 7)],
     paper="CCNet: Criss-Cross Attention for Semantic Segmentation",
     url="https://arxiv.org/abs/1811.11721",
+    dynamic=("batch", "height", "width"),
 )
 class CrissCrossAttention(nn.Module):
     def __init__(self, in_dim: int) -> None:
@@ -47,7 +49,8 @@ class CrissCrossAttention(nn.Module):
 
         # Column energies, e_h[b, j, i, i'] = <q[:, i, j], k[:, i', j]>, self excluded.
         e_h = torch.matmul(q.permute(0, 3, 2, 1), k.permute(0, 3, 1, 2))  # (B, W, H, H')
-        e_h = e_h + torch.eye(h, dtype=x.dtype, device=x.device) * -1e30
+        rows = torch.arange(h, device=x.device)  # the self mask from arange, not EyeLike
+        e_h = e_h + (rows.unsqueeze(1) == rows).to(x.dtype) * -1e30  # (TensorRT: static EyeLike)
         # Row energies, e_w[b, i, j, j'] = <q[:, i, j], k[:, i, j']>.
         e_w = torch.matmul(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))  # (B, H, W, W')
 

@@ -112,6 +112,7 @@ class ChannelAttentionModule(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="Dual Attention Network for Scene Segmentation",
     url="https://arxiv.org/abs/1809.02983",
+    fixed_because="its channel attention projects over the constructor's H*W positions",
 )
 class DAModule(nn.Module):
     def __init__(self, d_model: int = 512, kernel_size: int = 3, H: int = 7, W: int = 7) -> None:

@@ -32,6 +32,7 @@ from ._registry import register_module
     shapes=[(1, 64, 512), (1, 64, 512), (1, 64, 512)],
     paper="ResT: An Efficient Transformer for Visual Recognition",
     url="https://arxiv.org/abs/2105.13677",
+    fixed_because="with ratio > 1 the queries are reshaped to the constructor's H x W map",
 )
 class EMSA(QKVOProjections):
     def __init__(

@@ -83,6 +83,7 @@ def _height_bases(h: int) -> Tuple[torch.Tensor, torch.Tensor]:
     shapes=[(1, 196, 384)],
     paper="Global Filter Networks for Image Classification",
     url="https://arxiv.org/abs/2107.00645",
+    fixed_because="its learned h x w filter is the spectrum of one token-map size",
 )
 class GlobalFilter(nn.Module):
     def __init__(self, dim: int, h: int = 14, w: int = 8) -> None:

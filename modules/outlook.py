@@ -34,8 +34,6 @@ Differences from the reference (same function, different evaluation order):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,6 +47,9 @@ from ._registry import register_module
     shapes=[(1, 28, 28, 512)],
     paper="VOLO: Vision Outlooker for Visual Recognition",
     url="https://arxiv.org/abs/2106.13112",
+    dynamic=("batch", "height", "width"),
+    spatial_multiple=lambda kw: kw.get("stride", 1),
+    layout="NHWC",
 )
 class OutlookAttention(nn.Module):
     def __init__(
@@ -101,7 +102,8 @@ class OutlookAttention(nn.Module):
         B, h, w, nh = a.shape[:4]
         k, p, s = self.kernel_size, self.padding, self.stride
         a = a.reshape(B, h, w, nh * k**4).permute(0, 3, 1, 2)  # (B, nh*k^4, h, w)
-        out_pad = (H - ((h - 1) * s - 2 * p + k), W - ((w - 1) * s - 2 * p + k))
+        # the same at every H, W that is a multiple of the stride: a static int is right for all
+        out_pad = (int(H - ((h - 1) * s - 2 * p + k)), int(W - ((w - 1) * s - 2 * p + k)))
         A = F.conv_transpose2d(a, self._place, stride=s, padding=p, output_padding=out_pad, groups=nh)
         return A.reshape(B, nh, -1, H, W).permute(0, 1, 3, 4, 2)  # (B, nh, H, W, K2*K2)
 
@@ -135,7 +137,7 @@ class OutlookAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         k, s, nh = self.kernel_size, self.stride, self.num_heads
-        h, w = math.ceil(H / s), math.ceil(W / s)
+        h, w = (H + s - 1) // s, (W + s - 1) // s  # ceil-mode pooled size
 
         a = x if s == 1 else self.pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, h, w, C)
         a = self.attn(a).reshape(B, h, w, nh, k * k, k * k)

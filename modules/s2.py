@@ -14,8 +14,8 @@ What differs from the reference, and why:
 - The reference shifts by copying overlapping slices in place, so values smear over more
   than one position, and exports to ScatterND chains. Here every shift is exactly one
   position (the paper), the border row/column keeping its value, and all eight shifts plus
-  the unshifted branch are one ``Gather`` of channel blocks with a precomputed index
-  (edge clamping = the kept border). The gather also reorders the result to
+  the unshifted branch are one ``Gather`` of channel blocks, its index computed from the
+  map size (edge clamping = the kept border; a constant in a static graph). The gather also reorders the result to
   ``(B, branch, HW, C)`` so the branch sums are over a leading axis.
 - ``S2Attention`` builds ``SplitAttention`` with ``channels``; the reference always builds
   it for 512 channels, which fails for any other width.
@@ -43,12 +43,19 @@ _SHIFTS = (
 )
 
 
-def _shift_index(h: int, w: int, c: int) -> Tuple[torch.Tensor, int]:
+def _clamp(index: torch.Tensor, size) -> torch.Tensor:
+    """Index clamped to [0, size - 1] by Max/Min (TensorRT's Clip takes no integers)."""
+    last = torch.as_tensor(size - 1, device=index.device)
+    return torch.minimum(torch.maximum(index, torch.zeros_like(last)), last)
+
+
+def _shift_index(h, w, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """Gather index for the three branches and the channel block size it works in.
 
     ``y`` (B, h, w, 3c) is viewed as rows of ``unit`` channels, (B, h*w*3c/unit, unit); the
     index picks rows so that the result is (B, 3, h*w, c) with every shift applied. Built
-    with numpy so that, when exporting, it enters the graph as one constant.
+    from ``arange`` of the sizes ``h``, ``w`` (ints, or the exporter's traced sizes, which
+    keep it valid at every size of a dynamic graph; at a static size it folds to a constant).
     """
     bounds = [0, c // 4, c // 2, 3 * c // 4, c]
     unit = math.gcd(*bounds[1:])  # largest block that never straddles two quarters
@@ -56,13 +63,14 @@ def _shift_index(h: int, w: int, c: int) -> Tuple[torch.Tensor, int]:
     for k, quarters in enumerate(_SHIFTS):
         for q, off in enumerate(quarters):
             offs[k, bounds[q] // unit: bounds[q + 1] // unit] = off
-    i = np.arange(h).reshape(1, h, 1, 1)
-    j = np.arange(w).reshape(1, 1, w, 1)
-    src_i = np.clip(i + offs[:, :, 0].reshape(3, 1, 1, -1), 0, h - 1)  # edge clamp: border kept
-    src_j = np.clip(j + offs[:, :, 1].reshape(3, 1, 1, -1), 0, w - 1)
-    block = np.arange(3 * c // unit).reshape(3, 1, 1, -1)
+    offs = torch.from_numpy(offs).to(device)
+    i = torch.arange(h, device=device).reshape(1, -1, 1, 1)
+    j = torch.arange(w, device=device).reshape(1, 1, -1, 1)
+    src_i = _clamp(i + offs[:, :, 0].reshape(3, 1, 1, -1), h)  # edge clamp: border kept
+    src_j = _clamp(j + offs[:, :, 1].reshape(3, 1, 1, -1), w)
+    block = torch.arange(3 * c // unit, device=device).reshape(3, 1, 1, -1)
     index = (src_i * w + src_j) * (3 * c // unit) + block  # (branch, i, j, block)
-    return torch.from_numpy(index.reshape(-1)), unit
+    return index.reshape(-1), unit
 
 
 class SplitAttention(nn.Module):
@@ -96,6 +104,7 @@ class SplitAttention(nn.Module):
     shapes=[(1, 512, 7, 7)],
     paper="S2-MLPv2: Improved Spatial-Shift MLP Architecture for Vision",
     url="https://arxiv.org/abs/2108.01072",
+    dynamic=("batch", "height", "width"),
 )
 class S2Attention(nn.Module):
     def __init__(self, channels: int = 512) -> None:
@@ -105,17 +114,14 @@ class S2Attention(nn.Module):
         self.split_attention = SplitAttention(channel=channels)
         self._index: Dict[Tuple[int, int, int, str], Tuple[torch.Tensor, int]] = {}
 
-    def _shift_index(
-        self, h: int, w: int, c: int, device: torch.device
-    ) -> Tuple[torch.Tensor, int]:
-        # Static per input size (int() also takes the traced sizes as constants); cached so
-        # eager does not rebuild it on every call.
-        key = (int(h), int(w), int(c), str(device))
+    def _shift_index(self, h, w, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+        if torch.jit.is_tracing():  # built from the traced sizes: the graph follows H, W
+            return _shift_index(h, w, int(c), device)
+        key = (int(h), int(w), int(c), str(device))  # cached so eager does not rebuild it
         if key not in self._index:
             # built as a normal tensor: a cached inference tensor would break a later export
             with torch.inference_mode(False):
-                idx, unit = _shift_index(*key[:3])
-                self._index[key] = (idx.to(device), unit)
+                self._index[key] = _shift_index(*key[:3], device)
         return self._index[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

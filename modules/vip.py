@@ -49,6 +49,9 @@ class MLP(nn.Module):
     shapes=[(1, 8, 8, 512)],
     paper="Vision Permutator: A Permutable MLP-Like Architecture for Visual Recognition",
     url="https://arxiv.org/abs/2106.12368",
+    fixed_because="mlp_h and mlp_w mix H (or W) x dim/seg_dim features with dim x dim weights, "
+    "so H = W = seg_dim",
+    layout="NHWC",
 )
 class WeightedPermuteMLP(nn.Module):
     def __init__(self, dim: int, seg_dim: int = 8, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
