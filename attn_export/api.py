@@ -14,7 +14,7 @@ when TensorRT or CUDA is missing for ``trt=True``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from .errors import UsageError
 

@@ -20,7 +20,7 @@ import torch
 
 from .atomic import atomic_write
 from .errors import UsageError
-from .export import export_to_onnx, input_names_for
+from .onnx_export import export_to_onnx, input_names_for
 
 ROUNDS = 5  # alternating eager/ORT rounds
 MIN_ROUND_SECONDS = 0.05

@@ -127,7 +127,7 @@ def _options(args: argparse.Namespace):
     dynamic = parse_axes(args.dynamic) if args.dynamic else ()
     profile = {bound: [parse_shape(s) for s in getattr(args, f"{bound}_shape")] for bound in ("min", "opt", "max")}
 
-    from .export import DEFAULT_OPSET
+    from .onnx_export import DEFAULT_OPSET
     from .options import DEFAULT_OUT_DIR, ExportOptions
 
     return ExportOptions(

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from . import __version__
-from .export import SKIPPED_ONNXSIM_PASSES
+from .onnx_export import SKIPPED_ONNXSIM_PASSES
 from .weights import file_sha256
 
 if TYPE_CHECKING:  # the stage results; imported for types only (pipeline imports this module)
     from .compare import BackendCheck
-    from .export import ExportedGraph
+    from .onnx_export import ExportedGraph
     from .options import ExportOptions
     from .pipeline import BuiltModel, EngineStage, Fp16Stage, ReferenceRun
     from .tolerances import Tolerance

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
-from .export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 Shape = Tuple[int, ...]
 DEFAULT_OUT_DIR = Path("attn_export_out")

@@ -26,7 +26,7 @@ from .compare import BackendCheck, compare, raise_on_failures
 from .draws import DrawSet, InputDraw, export_draw, fresh_draws, load_user_inputs
 from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points, resolve_profiles
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
-from .export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
+from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
 from .manifest import artifact_name, build_manifest, manifest_bytes
 from .options import DEFAULT_OUT_DIR, ExportOptions, check_input_memory, prepare_out_dir, validate_options

@@ -36,15 +36,22 @@ FP32 = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)
 # Golden parity with the reference implementations (the bound the golden set was made with).
 GOLDEN = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)
 
-# TensorRT fp32 (TF32 off): only kernel choice differs (tiling of long reductions, fused
-# exp/erf/sigmoid): ~1e-5 relative in practice.
-TENSORRT_FP32 = Tolerance(atol=1e-3, rtol=1e-3, max_nrmse=1e-2)
+# TensorRT fp32 (TF32 off) against fp32 PyTorch: only kernel choice differs (summation order
+# and tiling of long reductions, e.g. 512 channels x 9 taps or attention over 3136 tokens;
+# TensorRT's own fused exp/erf/sigmoid code): ~1e-5 relative in practice, and a wrong layer
+# errs by O(1). nrmse 1.4e-2 is what a cosine of 0.9999 allows.
+TENSORRT_FP32 = Tolerance(atol=1e-3, rtol=1e-3, max_nrmse=1.4e-2)
 
 # fp16 storage (simulated on CPU, or a TensorRT fp16 engine): 11 significant bits per stored
 # tensor (unit roundoff 4.9e-4), so a relative RMS error ~1e-3 over a block; an element near
 # zero inherits about one fp16 ulp of the large values it came from (0.016 at 16); atol 5e-2
 # is ~3 such ulps. nrmse 4.5e-2 is the error a cosine of 0.999 allows.
+# Measured on the zoo with random weights (float16 storage simulated on the CPU): at most 29%
+# of this bound (emsa, outputs up to 17).
 FP16 = Tolerance(atol=5e-2, rtol=2e-2, max_nrmse=4.5e-2)
+
+# TensorRT engines by precision.
+TENSORRT = {"fp32": TENSORRT_FP32, "fp16": FP16}
 
 
 def fp32_tolerance(atol: float | None = None, rtol: float | None = None) -> Tolerance:

@@ -63,7 +63,8 @@ def test_an_axis_the_math_fixes_is_a_usage_error_that_says_why(cli):
 def test_a_batch_baked_into_a_reshape_fails_verification(tmp_path):
     class Baked(torch.nn.Module):
         def forward(self, x):
-            return torch.softmax(x.reshape(2, 8, -1), -1).reshape(2, 8, 4, 4)  # the export batch, frozen
+            batch = int(x.shape[0])  # a Python int: the tracer freezes the export batch into the graph
+            return torch.softmax(x.reshape(batch, 8, -1), -1).reshape(batch, 8, 4, 4)
 
     with pytest.raises(VerificationError, match="at min|at max|at between"):
         attn_export.export(Baked(), shapes=[(2, 8, 4, 4)], out_dir=tmp_path, dynamic="batch")

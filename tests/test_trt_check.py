@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 
 from attn_export import modules
 from attn_export.errors import UsageError
-from attn_export.export import export_to_onnx, input_names_for
+from attn_export.onnx_export import export_to_onnx, input_names_for
 from attn_export.trt_check import (
     EXPORT_SHAPES_KEY,
     CheckReport,

@@ -89,6 +89,15 @@ class TinyFlip(nn.Module):
         return -y
 
 
+class HaloStyle(nn.Module):
+    """Pads, then cuts overlapping blocks with unfold: the TorchScript exporter cannot (input size not accessible)."""
+
+    def forward(self, x):
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+        blocks = padded.unfold(2, 4, 2).unfold(3, 4, 2)  # (B, C, nh, nw, 4, 4)
+        return blocks.mean(dim=(-1, -2))
+
+
 class Tiny(nn.Module):
     """Outputs around 1e-5, computed the same way for every input: must pass."""
 
@@ -137,6 +146,14 @@ def test_a_frozen_data_dependent_branch_fails_for_every_seed(cli, user_project, 
     assert failure.startswith("FAILED userproj.branchy:Branchy") and "fresh" in failure  # names the draw it failed on
     assert "Converting a tensor to a Python boolean" in run.stdout  # the tracer's warning, kept, one line
     assert not (user_project / "out" / "Branchy.onnx").exists()  # a wrong graph is never written
+
+
+def test_a_halo_style_block_exports_through_the_dynamo_fallback_quietly(cli, user_project):
+    run = cli("userproj.branchy:HaloStyle", "--shape", "1,8,8,8", "--out", "out")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "dynamo" in run.stdout and len(run.stdout.splitlines()) < 12 and not run.stderr  # no IR dump
+    manifest = json.loads((user_project / "out" / "HaloStyle.json").read_text())
+    assert manifest["onnx"]["exporter"] == "dynamo" and "unfold" in manifest["onnx"]["exporter_fallback"]
 
 
 def test_tiny_outputs_are_judged_by_their_variation_not_by_atol(user_project, tmp_path):
