@@ -224,6 +224,9 @@ def cmd_info(argv: Sequence[str]) -> int:
     if target.default_shapes:
         print(f"shapes:    {' '.join(','.join(map(str, s)) for s in target.default_shapes)}")
     print(f"signature: {target.factory.__name__}{inspect.signature(target.factory)}")
+    if target.spec is not None:
+        fixed = f" (fixed: {target.spec.fixed_because})" if target.spec.fixed_because else ""
+        print(f"dynamic:   {', '.join(target.spec.dynamic)}{fixed}")
     if target.atol is not None or target.rtol is not None:
         print(f"tolerance: atol {target.atol}, rtol {target.rtol}")
     return EXIT_OK

@@ -6,7 +6,7 @@ input's rank (4-D: NCHW, 3-D: (B, N, C)). The profile, as TensorRT and trtexec t
 
 - batch: min 1, opt = ``--shape``, max = max(8, 2 x opt);
 - height, width, tokens: min = half of opt, max = 2 x opt, both rounded down to the
-  module's spatial multiple (and at least one multiple);
+  module's spatial multiple (min at least the module's smallest size, never above opt);
 - ``--min-shape``/``--opt-shape``/``--max-shape`` replace these, one per forward input.
 
 The graph is verified at min, opt, max and one size in between (an odd batch such as 3).
@@ -61,6 +61,7 @@ def resolve_profiles(
     maps: Sequence[Dict[str, int]],
     multiple: int,
     given: Dict[str, Sequence[Shape]],
+    min_spatial: int = 1,
 ) -> List[InputProfile]:
     """One profile per input that carries a requested axis; ``given`` holds --min/opt/max-shape."""
     for axis in axes:
@@ -72,22 +73,26 @@ def resolve_profiles(
         dims = {amap[a]: a for a in axes if a in amap}
         if not dims:
             continue
-        default = {bound: _default_bound(shape, dims, bound, multiple) for bound in ("min", "opt", "max")}
+        default = {bound: _default_bound(shape, dims, bound, multiple, min_spatial) for bound in ("min", "opt", "max")}
         chosen = {bound: _given(given, bound, index, shape) or default[bound] for bound in default}
         _check_profile(name, shape, dims, chosen)
         profiles.append(InputProfile(name, dims, chosen["min"], chosen["opt"], chosen["max"]))
     return profiles
 
 
-def _default_bound(shape: Shape, dims: Dict[int, str], bound: str, multiple: int) -> Shape:
+def _default_bound(shape: Shape, dims: Dict[int, str], bound: str, multiple: int, min_spatial: int) -> Shape:
     out = list(shape)
     for dim, axis in dims.items():
         size = shape[dim]
+        if bound == "opt":
+            continue
         if axis == "batch":
-            out[dim] = {"min": 1, "opt": size, "max": max(MIN_MAX_BATCH, 2 * size)}[bound]
+            out[dim] = 1 if bound == "min" else max(MIN_MAX_BATCH, 2 * size)
+        elif bound == "min":
+            smallest = -(-max(multiple, min_spatial) // multiple) * multiple  # the first multiple >= min_spatial
+            out[dim] = min(size, max(smallest, size // 2 // multiple * multiple))
         else:
-            target = {"min": size // 2, "opt": size, "max": 2 * size}[bound]
-            out[dim] = size if bound == "opt" else max(multiple, target // multiple * multiple)
+            out[dim] = max(size, 2 * size // multiple * multiple)
     return tuple(out)
 
 

@@ -139,6 +139,8 @@ def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
     built = BuiltModel(resolved, name, module, class_name, kwargs, input_names, list(shapes), user_draws=user_draws,
                        redrawn=redrawn)
     built.profiles = _profiles(built, options)
+    if built.profiles:
+        check_input_memory([p.max for p in built.profiles])
     _check_user_draw_shapes(built)
     return built
 
@@ -168,8 +170,9 @@ def _profiles(built: BuiltModel, options: ExportOptions) -> List[InputProfile]:
     registry_axes = None if (spec is None or options.nhwc or spec.input_axes is None) else spec.input_axes
     maps = axis_maps(built.shapes, registry_axes, layout)
     multiple = spec.multiple_for(built.kwargs) if spec else 1
+    smallest = spec.min_spatial_for(built.kwargs) if spec else 1
     given = {"min": options.min_shapes, "opt": options.opt_shapes, "max": options.max_shapes}
-    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, multiple, given)
+    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, multiple, given, smallest)
 
 
 def _check_user_draw_shapes(built: BuiltModel) -> None:
@@ -301,10 +304,13 @@ def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, optio
     def as_fp16_draws(draws: Sequence[InputDraw]) -> List[Draw]:
         return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
 
-    fresh = [d for d in ref.draws.verify if d.role == "fresh"]
+    # The search tunes on the export draw and half the fresh draws; the verdict comes from the
+    # other half and every corner of a dynamic profile. The user's inputs (real data) are both.
+    fresh = [d for d in ref.draws.verify if d.role == "fresh" and d.point == "opt"]
+    corners = [d for d in ref.draws.verify if d.role == "fresh" and d.point != "opt"]
     user = [d for d in ref.draws.verify if d.role == "user"]
     tuning = [ref.draws.export, *fresh[: len(fresh) // 2], *user]
-    checks = [*fresh[len(fresh) // 2:], *user]
+    checks = [*fresh[len(fresh) // 2:], *corners, *user]
     scales = options.fp16_scales or ((1.0,) if user else None)
     kwargs = {"scales": tuple(scales)} if scales else {}
     result = convert_to_fp16(graph.model, as_fp16_draws(tuning), as_fp16_draws(checks), **kwargs)
