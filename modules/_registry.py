@@ -56,6 +56,8 @@ class ModuleSpec:
     dynamic: Tuple[str, ...] = ("batch",)
     fixed_because: str = ""
     spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1
+    # The smallest height/width (or token count) the math takes, e.g. a reflection pad's size + 1.
+    min_spatial: Union[int, Callable[[Dict[str, Any]], int]] = 1
     # Per input: axis name -> dim; None = default_axes(shape, layout) for each input.
     input_axes: Optional[Tuple[AxisMap, ...]] = None
     layout: str = "NCHW"
@@ -66,7 +68,12 @@ class ModuleSpec:
         return default_axes(shape if shape is not None else self.shapes[index], self.layout)
 
     def multiple_for(self, kwargs: Dict[str, Any]) -> int:
-        value = self.spatial_multiple
+        return self._resolve(self.spatial_multiple, kwargs)
+
+    def min_spatial_for(self, kwargs: Dict[str, Any]) -> int:
+        return self._resolve(self.min_spatial, kwargs)
+
+    def _resolve(self, value: Union[int, Callable[[Dict[str, Any]], int]], kwargs: Dict[str, Any]) -> int:
         return int(value({**self.kwargs, **kwargs}) if callable(value) else value)
 
     @property
@@ -97,6 +104,7 @@ def register_module(
     dynamic: Sequence[str] = ("batch",),
     fixed_because: str = "",
     spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1,
+    min_spatial: Union[int, Callable[[Dict[str, Any]], int]] = 1,
     input_axes: Optional[Sequence[AxisMap]] = None,
     layout: str = "NCHW",
     **extra: Any,
@@ -126,6 +134,7 @@ def register_module(
             dynamic=tuple(dynamic),
             fixed_because=fixed_because,
             spatial_multiple=spatial_multiple,
+            min_spatial=min_spatial,
             input_axes=tuple(dict(a) for a in input_axes) if input_axes is not None else None,
             layout=layout,
         )
