@@ -106,6 +106,7 @@ def init_rate_half(tensor: torch.Tensor) -> None:
     paper="On the Integration of Self-Attention and Convolution",
     url="https://arxiv.org/abs/2111.14556",
     dynamic=("batch", "height", "width"),
+    min_spatial=lambda kw: kw.get("kernel_att", 7) // 2 + 1,  # reflection padding needs a larger map
 )
 class ACmix(nn.Module):
     # Dense attention (a positions x positions bias) up to this many positions (32x32; it

@@ -313,10 +313,10 @@ class BiLevelRoutingAttention(nn.Module):
             w_chunks = w_rows.split([sz * tk for sz in sizes], dim=1)
         outs, attns = [], []
         for i, sz in enumerate(sizes):
-            k_sel = k_rows.index_select(0, row_chunks[i].reshape(-1))  # (N*sz*topk, kw^2*cq)
-            v_sel = v_rows.index_select(0, row_chunks[i].reshape(-1))
+            k_sel = k_rows[row_chunks[i]]  # one Gather: (N, sz*topk, kw^2*cq)
+            v_sel = v_rows[row_chunks[i]]
             if mul == "soft":
-                k_sel, v_sel = k_sel * w_chunks[i].reshape(-1, 1), v_sel * w_chunks[i].reshape(-1, 1)
+                k_sel, v_sel = k_sel * w_chunks[i], v_sel * w_chunks[i]
             k_sel = k_sel.reshape(N, sz, tk * kw2, cq).transpose(-2, -1)
             attn = self.attn_act(q_chunks[i] @ k_sel)  # (N, sz, w^2, topk*kw^2)
             outs.append(attn @ v_sel.reshape(N, sz, tk * kw2, cv))  # (N, sz, w^2, cv)
