@@ -138,18 +138,12 @@ class BenchTarget:
 
 
 def build_target(target: BenchTarget) -> Tuple[str, torch.nn.Module, List[Tuple[int, ...]]]:
-    """The module and its input shapes, built as `attn-export NAME` builds them (seed 0)."""
-    from .options import check_input_memory
-    from .target import build_module, resolve_shapes, resolve_target
-    from .weights import load_weights
+    """The module and its input shapes, built exactly as `attn-export NAME` builds them (seed 0)."""
+    from .options import ExportOptions
+    from .pipeline import build
 
-    resolved = resolve_target(target.name)
-    module, _ = build_module(resolved, dict(target.kwargs), seed=0)
-    if target.weights is not None:
-        load_weights(module, Path(target.weights))
-    shapes = [tuple(s) for s in resolve_shapes(resolved, list(target.shapes), module)]
-    check_input_memory(shapes)
-    return resolved.name, module.eval(), shapes
+    built = build(target.name, ExportOptions(shapes=list(target.shapes), kwargs=dict(target.kwargs), weights=target.weights))
+    return built.name, built.module, built.shapes
 
 
 def bench_module(target: BenchTarget, threads: int, peak_gflops: float, gpu: bool = False,
