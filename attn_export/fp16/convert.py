@@ -1,0 +1,209 @@
+"""The fp16 graph for a given set of float32 nodes: every float input cast to its node's type.
+
+No external converter is used: onnxconverter-common 1.16's ``convert_float_to_float16``
+clamps weights to +-1e4 (65504 is float16's limit), leaves a graph output float16 despite
+``keep_io_types`` when a blocked node produces it, and writes an invalid graph when a
+blocked node shares an initializer with an fp16 node (all three checked). Here every float
+input of a node is cast to that node's precision, so the graph is typed correctly by
+construction (``onnx.checker`` and strict shape inference verify it).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .graph import FLOAT, FLOAT16, FP32_ONLY_INPUTS, TYPE_AGNOSTIC_INPUTS, FloatGraph
+
+
+@dataclass
+class Converted:
+    model: onnx.ModelProto
+    origin: Dict[str, str]  # tensor in the fp16 graph -> tensor of the fp32 graph it carries
+    home: Dict[str, int]  # fp32-graph float tensor -> FLOAT or FLOAT16 as produced
+    float_tensors: List[str]  # every float node output of the fp16 graph (for intermediate checks)
+    types: Dict[str, int]  # element type of every tensor of the fp16 graph
+    cast_consumers: Dict[str, List[str]]  # output of an inserted Cast -> original nodes reading it
+    node_inputs: Dict[str, List[str]]  # original node -> its inputs' names in the fp16 graph
+
+
+def required_type(node: onnx.NodeProto, index: int, precision: int) -> Optional[int]:
+    if (node.op_type, index) in TYPE_AGNOSTIC_INPUTS:
+        return None
+    if (node.op_type, index) in FP32_ONLY_INPUTS:
+        return FLOAT
+    return precision
+
+
+def initializer_needs(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Dict[str, Set[Optional[int]]]:
+    """Float initializer -> the element types its readers need (None: any type)."""
+    fp32 = set(fp32_nodes)
+    needs: Dict[str, Set[Optional[int]]] = defaultdict(set)
+    for node in graph.model.graph.node:
+        precision = FLOAT if node.name in fp32 else FLOAT16
+        for index, tensor in enumerate(node.input):
+            if tensor in graph.initializers and graph.is_float(tensor):
+                needs[tensor].add(required_type(node, index, precision))
+    return needs
+
+
+def weight_elements(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Tuple[int, int]:
+    """(float16, float32) element counts of the float weights with ``fp32_nodes`` in float32.
+
+    Not weights: scalars, and what is read only where the schema fixes float32 or reads any
+    type (Resize scales, Shape), which no precision choice can move to float16. A weight
+    that float32 and float16 nodes share is stored twice and counted twice.
+    """
+    fp32 = set(fp32_nodes)
+    stored: Dict[str, Set[int]] = defaultdict(set)
+    for node in graph.model.graph.node:
+        for index, tensor in enumerate(node.input):
+            if tensor in graph.initializers and graph.is_float(tensor):
+                if (node.op_type, index) not in FP32_ONLY_INPUTS | TYPE_AGNOSTIC_INPUTS:
+                    stored[tensor].add(FLOAT if node.name in fp32 else FLOAT16)
+    counts = {FLOAT16: 0, FLOAT: 0}
+    for name, precisions in stored.items():
+        size = int(np.prod(graph.initializers[name].dims, dtype=np.int64))
+        if size > 1:
+            for precision in precisions:
+                counts[precision] += size
+    return counts[FLOAT16], counts[FLOAT]
+
+
+def fp16_weight_fraction(graph: FloatGraph, fp32_nodes: Iterable[str]) -> float:
+    fp16, fp32 = weight_elements(graph, fp32_nodes)
+    return fp16 / (fp16 + fp32) if fp16 + fp32 else 1.0
+
+
+def convert(graph: FloatGraph, fp32_nodes: Mapping[str, str]) -> Converted:
+    """The fp16 graph with ``fp32_nodes`` in float32; every float input cast to its node's type."""
+    src = graph.model.graph
+    precision = {n.name: FLOAT if n.name in fp32_nodes else FLOAT16 for n in src.node}
+    home: Dict[str, int] = {name: FLOAT for name in graph.input_names if graph.is_float(name)}
+    for node in src.node:
+        for output in node.output:
+            if graph.is_float(output):
+                home[output] = precision[node.name]
+
+    # Initializers: stored in each precision some consumer needs (float16 under the original name).
+    needs = initializer_needs(graph, fp32_nodes)
+    initializers: List[onnx.TensorProto] = []
+    stored: Dict[Tuple[str, int], str] = {}
+    for init in src.initializer:
+        if not graph.is_float(init.name):
+            initializers.append(init)
+            continue
+        wanted = needs.get(init.name, {None})
+        if FLOAT16 in wanted:
+            initializers.append(graph.fp16_initializer(init.name))
+            stored[(init.name, FLOAT16)] = init.name
+            home[init.name] = FLOAT16
+            if FLOAT in wanted:
+                fp32_copy = onnx.TensorProto()
+                fp32_copy.CopyFrom(init)
+                fp32_copy.name = init.name + "/fp32"
+                initializers.append(fp32_copy)
+                stored[(init.name, FLOAT)] = fp32_copy.name
+        else:
+            initializers.append(init)
+            stored[(init.name, FLOAT)] = init.name
+            home[init.name] = FLOAT
+
+    output_rename = {
+        name: name + "/fp16"
+        for name in graph.output_names
+        if home.get(name) == FLOAT16 and name in graph.producer
+    }
+    origin: Dict[str, str] = {}
+    casts: Dict[Tuple[str, int], str] = {}
+    cast_consumers: Dict[str, List[str]] = defaultdict(list)
+    nodes: List[onnx.NodeProto] = []
+
+    def source(tensor: str, wanted: Optional[int], consumer: str) -> str:
+        if tensor in graph.initializers:
+            return stored.get((tensor, wanted or home[tensor]), tensor)
+        internal = output_rename.get(tensor, tensor)
+        if wanted is None or home[tensor] == wanted:
+            return internal
+        key = (tensor, wanted)
+        if key not in casts:
+            suffix = "fp16" if wanted == FLOAT16 else "fp32"
+            casts[key] = f"{tensor}/{suffix}"
+            origin[casts[key]] = tensor
+            nodes.append(
+                helper.make_node(
+                    "Cast", [internal], [casts[key]], name=f"{tensor}/Cast_to_{suffix}", to=wanted
+                )
+            )
+        cast_consumers[casts[key]].append(consumer)
+        return casts[key]
+
+    node_inputs: Dict[str, List[str]] = {}
+    for node in src.node:
+        new = copy.deepcopy(node)
+        for index, tensor in enumerate(node.input):
+            if graph.is_float(tensor):
+                new.input[index] = source(
+                    tensor, required_type(node, index, precision[node.name]), node.name
+                )
+        for index, output in enumerate(node.output):
+            new.output[index] = output_rename.get(output, output)
+            origin[new.output[index]] = output
+        if precision[node.name] == FLOAT16:
+            _retype_attributes(new, graph)
+        node_inputs[node.name] = list(new.input)
+        nodes.append(new)
+    for name, internal in output_rename.items():
+        nodes.append(
+            helper.make_node("Cast", [internal], [name], name=f"{name}/Cast_to_fp32", to=FLOAT)
+        )
+        origin[name] = name
+
+    new_graph = helper.make_graph(
+        nodes, src.name, list(src.input), list(src.output), initializers, doc_string=src.doc_string
+    )
+    model = helper.make_model(
+        new_graph,
+        opset_imports=list(graph.model.opset_import),
+        ir_version=graph.model.ir_version,
+        producer_name=graph.model.producer_name,
+        producer_version=graph.model.producer_version,
+    )
+    float_tensors = [o for n in nodes for o in n.output if origin.get(o, o) in home]
+    types = dict(graph.elem_types)
+    types.update({i.name: i.data_type for i in initializers})
+    for node in nodes:
+        for output in node.output:
+            if output:
+                types[output] = home.get(
+                    origin.get(output, output), graph.elem_types.get(origin.get(output, output), 0)
+                )
+    for name in output_rename:
+        types[name] = FLOAT
+    for (_, wanted), cast in casts.items():
+        types[cast] = wanted
+    return Converted(model, origin, home, float_tensors, types, dict(cast_consumers), node_inputs)
+
+
+def _retype_attributes(node: onnx.NodeProto, graph: FloatGraph) -> None:
+    """Attributes that fix a float output type follow the node into float16."""
+    if node.op_type == "Cast":
+        for attribute in node.attribute:
+            if attribute.name == "to" and attribute.i == FLOAT:
+                attribute.i = FLOAT16
+    elif node.op_type == "ConstantOfShape" and graph.is_float(node.output[0]):
+        for attribute in node.attribute:
+            if attribute.name == "value":
+                attribute.t.CopyFrom(
+                    numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16))
+                )
+                return
+        node.attribute.append(
+            helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float16)))
+        )
