@@ -50,6 +50,13 @@ TENSORRT_FP32 = Tolerance(atol=1e-3, rtol=1e-3, max_nrmse=1.4e-2)
 # of this bound (emsa, outputs up to 17).
 FP16 = Tolerance(atol=5e-2, rtol=2e-2, max_nrmse=4.5e-2)
 
+# The fp16 graph's own check (float16 storage simulated against the fp32 graph, on draws the
+# island search never saw, at each input scale): finite, and cosine >= 0.999 for every output
+# (a relative RMS error of at most 4.5%); and at least half the float weights in float16, or
+# the "fp16" graph is an fp32 graph in disguise.
+FP16_MIN_COSINE = 0.999
+MIN_FP16_WEIGHT_FRACTION = 0.5
+
 # TensorRT engines by precision.
 TENSORRT = {"fp32": TENSORRT_FP32, "fp16": FP16}
 

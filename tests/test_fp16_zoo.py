@@ -20,7 +20,7 @@ from onnx import TensorProto
 
 from attn_export import modules
 from attn_export.compare import cosine_similarity
-from attn_export.export import export_to_onnx, input_names_for
+from attn_export.onnx_export import export_to_onnx, input_names_for
 from attn_export.fp16 import (
     DEFAULT_MIN_COSINE,
     DEFAULT_SCALES,

@@ -197,3 +197,26 @@ def test_python_api_inside_a_users_pytest(tmp_path):
     result = attn_export.export("cbam", shapes=[(2, 64, 9, 9)], out_dir=tmp_path, kwargs={"channel": 64})
     assert result.passed and result.onnx_path == tmp_path / "cbam.onnx" and result.onnx_path.exists()
     assert result.manifest["kwargs"]["channel"] == 64
+
+
+def test_fp16_is_checked_on_the_users_inputs_at_their_own_scale(user_project, tmp_path):
+    images = np.random.default_rng(7).random((1, 3, 32, 32), dtype=np.float32)  # images in [0, 1)
+    np.savez(tmp_path / "images.npz", images=images)
+    result = attn_export.export("userproj.models:build", inputs=[tmp_path / "images.npz"], out_dir=tmp_path / "out",
+                                fp16=True)
+    fp16 = result.manifest["fp16"]
+    assert result.passed and fp16["passed"] and "images.npz" in fp16["check"]["draws"]
+    assert fp16["check"]["scales"] == [1.0]  # not x10 / x100: the user's inputs are the distribution
+    assert (tmp_path / "out" / "Detector.fp16.onnx").exists()
+
+
+def test_a_failed_fp16_check_still_writes_the_verified_fp32_graph(cli, tmp_path):
+    (tmp_path / "bigconv.py").write_text("from torch import nn\n\nclass Big(nn.Sequential):\n    def __init__(self):\n"
+                                         "        super().__init__(nn.Conv2d(8, 8, 3, padding=1))\n")
+    run = cli("bigconv:Big", "--shape", "1,8,8,8", "--fp16", "--fp16-scales", "1e6", "--out", "o")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "fp16 graph fails" in run.stdout.splitlines()[-1] and "o/Big.onnx" in run.stdout.splitlines()[-1]
+    manifest = json.loads((tmp_path / "o" / "Big.json").read_text())
+    assert manifest["passed"] is False and manifest["fp16"]["passed"] is False and manifest["fp16"]["reason"]
+    assert all(c["passed"] for c in manifest["checks"])  # the fp32 graph itself verified
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["Big.json", "Big.onnx"]

@@ -11,8 +11,8 @@ import onnx
 from ..compare import cosine_similarity
 from .numerics import json_float
 
-DEFAULT_MIN_COSINE = 0.999
-MIN_FP16_WEIGHT_FRACTION = 0.5
+from ..tolerances import FP16_MIN_COSINE as DEFAULT_MIN_COSINE
+from ..tolerances import MIN_FP16_WEIGHT_FRACTION
 
 
 @dataclass
