@@ -20,7 +20,7 @@ weight floor allows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 import numpy as np
 import onnx
@@ -64,56 +64,64 @@ def decision_nodes(graph: FloatGraph) -> List[onnx.NodeProto]:
     ]
 
 
-def risks(
+def probe_risks(
     graph: FloatGraph,
     converted: Converted,
-    probes: Sequence[str],
-    references: Sequence[Mapping[str, np.ndarray]],
-    simulated: Sequence[Mapping[str, np.ndarray]],
+    probe: str,
+    reference: Mapping[str, np.ndarray],
+    simulation: Mapping[str, np.ndarray],
     min_cosine: float,
-) -> List[Risk]:
-    """The decisions at risk, in graph order, each on the probe where most of its choices are.
+) -> Dict[str, Risk]:
+    """The decisions at risk on one probe (node name -> its risk there).
 
     Only decisions with few choices count (fewer than ``2 / (1 - min_cosine)``, 2000 for
     0.999): there one flipped choice can fail the check (a row replaced by another moves ~2/n
     of the output's energy; the cosine bound allows 2 (1 - min_cosine)), so a flip on an
     unseen draw is what to prevent. Flips among many choices are a steady share of the error
-    that the tuning checks measure. Decisions downstream of one at risk are judged once that
-    one is safe: its flips change what they compare.
+    that the tuning checks measure.
     """
     many_choices = 2.0 / max(1.0 - min_cosine, 1e-12)
+    found: Dict[str, Risk] = {}
+    for node in decision_nodes(graph):
+        inputs = [
+            _input_values(graph, converted, node, index, reference, simulation)
+            for index in range(len(node.input))
+        ]
+        margins, errors = _margins(node, inputs, graph.opset)
+        if margins.size >= many_choices:
+            continue
+        risky = margins < DECISION_SAFETY * errors
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            risky &= errors >= SOFTMAX_FLIP_ERROR
+        count = int(np.count_nonzero(risky))
+        if count:
+            closest = int(np.argmin(np.where(risky, margins - DECISION_SAFETY * errors, np.inf)))
+            found[node.name] = Risk(
+                node.name,
+                node.op_type,
+                probe,
+                count,
+                int(margins.size),
+                float(margins[closest]),
+                float(errors[closest]),
+            )
+    return found
+
+
+def risks(graph: FloatGraph, per_probe: Sequence[Mapping[str, Risk]]) -> List[Risk]:
+    """The decisions at risk, in graph order, each on the probe where most of its choices are.
+
+    Decisions downstream of one at risk are judged once that one is safe: its flips change
+    what they compare.
+    """
     found: List[Risk] = []
     shadowed: Set[str] = set()
     for node in decision_nodes(graph):
-        if node.name in shadowed:
+        at_risk = [probe[node.name] for probe in per_probe if node.name in probe]
+        if node.name in shadowed or not at_risk:
             continue
-        worst: Optional[Risk] = None
-        for label, reference, simulation in zip(probes, references, simulated, strict=True):
-            inputs = [
-                _input_values(graph, converted, node, index, reference, simulation)
-                for index in range(len(node.input))
-            ]
-            margins, errors = _margins(node, inputs, graph.opset)
-            if margins.size >= many_choices:
-                break
-            risky = margins < DECISION_SAFETY * errors
-            if node.op_type in ("Softmax", "LogSoftmax"):
-                risky &= errors >= SOFTMAX_FLIP_ERROR
-            count = int(np.count_nonzero(risky))
-            if count and (worst is None or count > worst.at_risk):
-                closest = int(np.argmin(np.where(risky, margins - DECISION_SAFETY * errors, np.inf)))
-                worst = Risk(
-                    node.name,
-                    node.op_type,
-                    label,
-                    count,
-                    int(margins.size),
-                    float(margins[closest]),
-                    float(errors[closest]),
-                )
-        if worst is not None:
-            found.append(worst)
-            shadowed |= graph.descendants(node.name)
+        found.append(max(at_risk, key=lambda r: r.at_risk))  # the first probe among equals
+        shadowed |= graph.descendants(node.name)
     return found
 
 

@@ -32,8 +32,7 @@ import numpy as np
 from .convert import Converted, required_type
 from .draws import Probe
 from .graph import DATA_MOVEMENT_OPS, FLOAT16, FP16_MAX, FP16_UNIT_ROUNDOFF, FloatGraph
-from .numerics import finite_peak, relative_error
-from .result import Fp16Check
+from .observe import ProbeReport
 
 GROWTH_HEADROOM = 2.0  # judge growing tensors as if the inputs were twice the probes' size
 MIN_GROWTH = 0.25  # below this scale exponent a tensor does not grow (masks, normalised values)
@@ -59,17 +58,15 @@ def growth_exponent(peaks: Mapping[float, float]) -> float:
 
 
 def growth_overflow(
-    graph: FloatGraph, probes: Sequence[Probe], references: Sequence[Mapping[str, np.ndarray]]
+    graph: FloatGraph, probes: Sequence[Probe], probe_peaks: Sequence[Mapping[str, float]]
 ) -> Dict[str, str]:
     """Producers and readers of the tensors that fit float16 on every probe but, judged on
     their growth, would not on a draw ``GROWTH_HEADROOM`` times larger."""
     additions: Dict[str, str] = {}
-    for tensor in [*graph.input_names, *graph.float_tensors()]:
-        if not graph.is_float(tensor):
-            continue
+    for tensor in probe_peaks[0]:
         peaks: Dict[float, float] = defaultdict(float)
-        for probe, reference in zip(probes, references, strict=True):
-            peaks[probe.scale] = max(peaks[probe.scale], finite_peak(reference[tensor]))
+        for probe, peak in zip(probes, probe_peaks, strict=True):
+            peaks[probe.scale] = max(peaks[probe.scale], peak[tensor])
         top_scale = max(peaks)
         top, p = peaks[top_scale], growth_exponent(peaks)
         if max(peaks.values()) > FP16_MAX or p < MIN_GROWTH:
@@ -96,36 +93,17 @@ def growth_overflow(
 # ----------------------------------------------------------------------------- overflow
 
 
-def non_finite_mask(
-    converted: Converted,
-    reference: Mapping[str, np.ndarray],
-    simulated: Mapping[str, np.ndarray],
-    tensor: str,
-) -> np.ndarray:
-    """Where the simulation is non-finite and the fp32 graph is not."""
-    return ~np.isfinite(simulated[tensor]) & np.isfinite(
-        reference[converted.origin.get(tensor, tensor)]
-    )
-
-
 def first_non_finite(
     converted: Converted,
-    references: Sequence[Mapping[str, np.ndarray]],
-    simulated: Sequence[Mapping[str, np.ndarray]],
+    reports: Sequence[ProbeReport],
     indices: Sequence[int],
     representable_only: bool,
 ) -> Optional[Tuple[str, int]]:
     """(tensor, probe index) of the first tensor in graph order that float16 storage broke."""
     for tensor in converted.float_tensors:
         for i in indices:
-            with np.errstate(over="ignore", invalid="ignore"):
-                if np.isfinite(simulated[i][tensor].sum()):
-                    continue  # the common case, in one pass (an overflowing sum looks closer)
-            mask = non_finite_mask(converted, references[i], simulated[i], tensor)
-            if representable_only:
-                with np.errstate(invalid="ignore"):
-                    mask &= np.abs(references[i][converted.origin.get(tensor, tensor)]) <= FP16_MAX
-            if mask.any():
+            broken = reports[i].broken_representable if representable_only else reports[i].broken
+            if tensor in broken:
                 return tensor, i
     return None
 
@@ -136,14 +114,14 @@ def overflow_island(
     blocked: Mapping[str, str],
     tensor: str,
     probe: Probe,
-    reference: Mapping[str, np.ndarray],
-    simulation: Mapping[str, np.ndarray],
+    probe_peaks: Mapping[str, float],
+    broken: Set[str],
 ) -> Dict[str, str]:
     """Nodes to move to float32 so that ``tensor`` is no longer broken on ``probe``: its
-    producer and, upstream, every producer of the overflowed tensors that reach it."""
+    producer and, upstream, every producer of the overflowed tensors (``broken``) that reach it."""
 
     def peak(name: str) -> float:
-        return finite_peak(reference[converted.origin.get(name, name)])
+        return probe_peaks[converted.origin.get(name, name)]
 
     if tensor in converted.cast_consumers:  # an island's output that float16 cannot hold
         origin = converted.origin[tensor]
@@ -154,7 +132,6 @@ def overflow_island(
             if consumer not in blocked
         }
     producers = {o: n for n in converted.model.graph.node for o in n.output if o}
-    observed = set(converted.float_tensors)
     additions: Dict[str, str] = {}
     queue, seen = [producers[tensor]], set()
     while queue:
@@ -176,7 +153,7 @@ def overflow_island(
                     " float16-overflowed inputs"
                 )
         for name in node.input:  # walk back along the broken tensors (through inserted Casts)
-            if name in observed and non_finite_mask(converted, reference, simulation, name).any():
+            if name in broken:
                 queue.append(producers[name])
     if not additions:  # already float32, broken by float16-rounded inputs (a divisor gone to 0)
         name = producers[tensor].name
@@ -200,46 +177,40 @@ def precision_additions(
     blocked: Mapping[str, str],
     exhausted: Set[str],
     probes: Sequence[Probe],
-    checks: Sequence[Fp16Check],
-    references: Sequence[Mapping[str, np.ndarray]],
-    simulated: Sequence[Mapping[str, np.ndarray]],
+    reports: Sequence[ProbeReport],
     min_cosine: float,
     affordable: Callable[[Mapping[str, str], Mapping[str, str]], Dict[str, str]],
 ) -> Dict[str, str]:
     """The node that amplifies its inputs' storage error the most (with its inputs' producers),
     among those whose output error is a sizeable part of what the cosine bound allows
-    (cosine c between vectors of equal norm <=> relative error sqrt(2 (1 - c)))."""
+    (cosine c between vectors of equal norm <=> relative error sqrt(2 (1 - c))), on the
+    probe whose check fails worst."""
     significant_error = SIGNIFICANT_ERROR_SHARE * float(np.sqrt(2.0 * (1.0 - min_cosine)))
-    failing = [i for i, c in enumerate(checks) if c.reference_finite and not c.passed]
-    worst = sorted(failing, key=lambda i: (checks[i].finite, np.nan_to_num(checks[i].cosine)))
+    failing = [i for i, r in enumerate(reports) if r.errors]
+    if not failing:
+        return {}
+    i = min(failing, key=lambda i: (reports[i].check.finite, np.nan_to_num(reports[i].check.cosine)))
+    label, error, flips = probes[i].label, reports[i].errors, reports[i].flips
     candidates = []  # (-amplification, graph order, node, detail)
-    for i in worst[:1]:  # the worst probe first: the others often share its culprit
-        label = probes[i].label
-        error = tensor_errors(graph, converted, references[i], simulated[i])
-        flips = {
-            t: float(np.mean(simulated[i][t] != references[i][t])) for t in graph.decision_outputs()
-        }
-        for node in converted.model.graph.node:
-            if node.name not in graph.node_by_name or node.name in exhausted:
-                continue
-            if any(flips.get(t, 0.0) > 0.0 for t in node.input):
-                continue  # reads a flipped decision: the flip upstream is to blame
-            flipped = max([flips[o] for o in node.output if o in flips], default=0.0)
-            if flipped > 0.0:
-                detail = f"{flipped:.1%} of its {node.op_type} decisions flip at {label}"
-                candidates.append(
-                    (-flipped / FP16_UNIT_ROUNDOFF, graph.order[node.name], node.name, detail)
-                )
-                continue
-            outputs = [o for o in node.output if o in error]
-            if not outputs:
-                continue
-            error_out = max(error[o] for o in outputs)
-            error_in = max([error.get(t, 0.0) for t in node.input if t], default=0.0)
-            amplification = error_out / max(error_in, FP16_UNIT_ROUNDOFF)
-            if amplification >= AMPLIFICATION_MIN and error_out >= significant_error:
-                detail = f"x{amplification:.0f} at {label}, relative error {error_out:.2g}"
-                candidates.append((-amplification, graph.order[node.name], node.name, detail))
+    for node in converted.model.graph.node:
+        if node.name not in graph.node_by_name or node.name in exhausted:
+            continue
+        if any(flips.get(t, 0.0) > 0.0 for t in node.input):
+            continue  # reads a flipped decision: the flip upstream is to blame
+        flipped = max([flips[o] for o in node.output if o in flips], default=0.0)
+        if flipped > 0.0:
+            detail = f"{flipped:.1%} of its {node.op_type} decisions flip at {label}"
+            candidates.append((-flipped / FP16_UNIT_ROUNDOFF, graph.order[node.name], node.name, detail))
+            continue
+        outputs = [o for o in node.output if o in error]
+        if not outputs:
+            continue
+        error_out = max(error[o] for o in outputs)
+        error_in = max([error.get(t, 0.0) for t in node.input if t], default=0.0)
+        amplification = error_out / max(error_in, FP16_UNIT_ROUNDOFF)
+        if amplification >= AMPLIFICATION_MIN and error_out >= significant_error:
+            detail = f"x{amplification:.0f} at {label}, relative error {error_out:.2g}"
+            candidates.append((-amplification, graph.order[node.name], node.name, detail))
     for _, _, name, detail in sorted(candidates):
         if name in exhausted:
             continue
@@ -257,22 +228,6 @@ def precision_additions(
             return additions
         exhausted.add(name)
     return {}
-
-
-def tensor_errors(
-    graph: FloatGraph,
-    converted: Converted,
-    reference: Mapping[str, np.ndarray],
-    simulated: Mapping[str, np.ndarray],
-) -> Dict[str, float]:
-    """Relative error of every float tensor of the fp16 graph against the fp32 graph."""
-    error: Dict[str, float] = {}
-    for name in converted.float_tensors:
-        error[name] = relative_error(simulated[name], reference[converted.origin.get(name, name)])
-    for name in graph.initializers:
-        if converted.home.get(name) == FLOAT16:
-            error[name] = graph.fp16_rounding_error(name)
-    return error
 
 
 # ----------------------------------------------------------------------------- islands

@@ -22,6 +22,7 @@ from .islands import (
     with_input_producers,
 )
 from .result import DEFAULT_MIN_COSINE, MIN_FP16_WEIGHT_FRACTION, Fp16Check, Fp16Result, check
+from .observe import ProbeReport, observe, peaks
 from .simulate import Session, simulation_model
 
 DEFAULT_SCALES = (1.0, 10.0, 100.0)
@@ -67,7 +68,7 @@ def convert_to_fp16(
             )
     search = _Search(graph, probes(tuning_draws, scales), min_cosine, MIN_FP16_WEIGHT_FRACTION)
     if max_rounds > 0:
-        for name, reason in growth_overflow(graph, search.probes, search.references).items():
+        for name, reason in growth_overflow(graph, search.probes, search.peaks).items():
             blocked.setdefault(name, reason)
     converted, tuning_checks, rounds, added_in_round, stop_reason = search.run(blocked, max_rounds)
 
@@ -105,10 +106,13 @@ class _Round:
 
     converted: Converted
     session: Session  # the simulation of this round's fp16 graph
-    simulated: List[Dict[str, np.ndarray]]
-    checks: List[Fp16Check]
+    reports: List[ProbeReport]  # per tuning probe
     broken: Optional[Tuple[str, int]]  # a tensor float16 could hold, made non-finite
     risks: List[decisions.Risk]  # decisions at risk that the search can still act on
+
+    @property
+    def checks(self) -> List[Fp16Check]:
+        return [r.check for r in self.reports]
 
 
 class _Search:
@@ -126,7 +130,7 @@ class _Search:
         self.min_cosine = min_cosine
         self.min_weight_fraction = min_weight_fraction
         self.reference = Session(graph.model, graph.observed_tensors())
-        self.references = self.reference.run([p.feeds for p in tuning_probes])
+        self.peaks = [peaks(graph, self.reference.run([p.feeds])[0]) for p in tuning_probes]
         self.last: Optional[_Round] = None
         self.exhausted: Set[str] = set()  # nodes whose island cannot grow any further
         self.notes: List[str] = []  # what the search left as it is, and why
@@ -154,38 +158,41 @@ class _Search:
         return state.converted, state.checks, rounds, added_in_round, stop_reason
 
     def round(self, blocked: Mapping[str, str]) -> _Round:
-        graph, references = self.graph, self.references
+        """Convert, then run the fp32 and the simulated graph on one probe at a time (every
+        intermediate tensor of one probe is in memory at once, never all probes')."""
+        graph = self.graph
         converted = convert(graph, blocked)
         observed = {name: FLOAT for name in converted.float_tensors}
         observed.update({name: graph.elem_types[name] for name in graph.decision_outputs()})
         session = Session(simulation_model(converted.model, converted.types), observed)
-        simulated = session.run([p.feeds for p in self.probes])
-        checks = self.checks(self.probes, references, simulated)
-        judged = [i for i, c in enumerate(checks) if c.reference_finite]  # else fp16 cannot help
-        broken = first_non_finite(converted, references, simulated, judged, True)
-        labels = [p.label for p in self.probes]
-        risks = decisions.risks(graph, converted, labels, references, simulated, self.min_cosine)
+        reports = []
+        for probe in self.probes:
+            reference = self.reference.run([probe.feeds])[0]
+            simulation = session.run([probe.feeds])[0]
+            reports.append(observe(graph, converted, probe, reference, simulation, self.min_cosine))
+        judged = [i for i, r in enumerate(reports) if r.check.reference_finite]
+        broken = first_non_finite(converted, reports, judged, True)
+        risks = decisions.risks(graph, [r.risks for r in reports])
         risks = [r for r in risks if r.node not in self.exhausted]
-        return _Round(converted, session, simulated, checks, broken, risks)
+        return _Round(converted, session, reports, broken, risks)
 
     def judge(self, check_probes: Sequence[Probe]) -> List[Fp16Check]:
         """The last round's fp16 graph against the fp32 graph on probes the search never saw."""
         outputs = self.graph.output_names
-        feeds = [p.feeds for p in check_probes]
-        references = self.reference.run(feeds, outputs)
-        return self.checks(check_probes, references, self.last.session.run(feeds, outputs))
-
-    def checks(
-        self,
-        probes: Sequence[Probe],
-        references: Sequence[Mapping[str, np.ndarray]],
-        simulated: Sequence[Mapping[str, np.ndarray]],
-    ) -> List[Fp16Check]:
-        outputs = self.graph.output_names
-        return [
-            check(p.scale, [r[o] for o in outputs], [s[o] for o in outputs], self.min_cosine, p.draw)
-            for p, r, s in zip(probes, references, simulated, strict=True)
-        ]
+        checks = []
+        for probe in check_probes:
+            reference = self.reference.run([probe.feeds], outputs)[0]
+            simulation = self.last.session.run([probe.feeds], outputs)[0]
+            checks.append(
+                check(
+                    probe.scale,
+                    [reference[o] for o in outputs],
+                    [simulation[o] for o in outputs],
+                    self.min_cosine,
+                    probe.draw,
+                )
+            )
+        return checks
 
     def problems(self, state: _Round) -> str:
         """What is still wrong on the tuning probes, in a few words ("" when nothing is)."""
@@ -201,15 +208,13 @@ class _Search:
 
         In this order: an overflow, the decisions at risk (all of them), the precision culprit.
         """
-        graph, references, converted = self.graph, self.references, state.converted
-        failing = [i for i, c in enumerate(state.checks) if c.reference_finite and not c.passed]
-        broken = state.broken or first_non_finite(
-            converted, references, state.simulated, failing, False
-        )
+        graph, converted, reports = self.graph, state.converted, state.reports
+        failing = [i for i, r in enumerate(reports) if r.check.reference_finite and not r.check.passed]
+        broken = state.broken or first_non_finite(converted, reports, failing, False)
         if broken is not None:
             tensor, i = broken
             additions = overflow_island(
-                graph, converted, blocked, tensor, self.probes[i], references[i], state.simulated[i]
+                graph, converted, blocked, tensor, self.probes[i], self.peaks[i], reports[i].broken
             )
             if additions:
                 return additions
@@ -235,9 +240,7 @@ class _Search:
             blocked,
             self.exhausted,
             self.probes,
-            state.checks,
-            references,
-            state.simulated,
+            reports,
             self.min_cosine,
             self.affordable,
         )
