@@ -67,9 +67,6 @@ def convert_to_fp16(
                 node.name, f"{node.op_type} stays float32 (dtype attribute / TensorRT types)"
             )
     search = _Search(graph, probes(tuning_draws, scales), min_cosine, MIN_FP16_WEIGHT_FRACTION)
-    if max_rounds > 0:
-        for name, reason in growth_overflow(graph, search.probes, search.peaks).items():
-            blocked.setdefault(name, reason)
     converted, tuning_checks, rounds, added_in_round, stop_reason = search.run(blocked, max_rounds)
 
     onnx.checker.check_model(converted.model, full_check=True)
@@ -130,7 +127,7 @@ class _Search:
         self.min_cosine = min_cosine
         self.min_weight_fraction = min_weight_fraction
         self.reference = Session(graph.model, graph.observed_tensors())
-        self.peaks = [peaks(graph, self.reference.run([p.feeds])[0]) for p in tuning_probes]
+        self.peaks: List[Dict[str, float]] = []  # per probe, from the first round
         self.last: Optional[_Round] = None
         self.exhausted: Set[str] = set()  # nodes whose island cannot grow any further
         self.notes: List[str] = []  # what the search left as it is, and why
@@ -141,7 +138,13 @@ class _Search:
         added_in_round: Dict[str, int] = {}
         rounds, stop_reason = 0, ""
         while True:
+            first = not self.peaks
             state = self.last = self.round(blocked)
+            if first and max_rounds > 0:  # the growth rule needs the fp32 peaks, known now
+                growth = growth_overflow(self.graph, self.probes, self.peaks)
+                if set(growth) - set(blocked):
+                    blocked.update({k: v for k, v in growth.items() if k not in blocked})
+                    continue
             problems = self.problems(state)
             if not problems:
                 break
@@ -158,16 +161,19 @@ class _Search:
         return state.converted, state.checks, rounds, added_in_round, stop_reason
 
     def round(self, blocked: Mapping[str, str]) -> _Round:
-        """Convert, then run the fp32 and the simulated graph on one probe at a time (every
-        intermediate tensor of one probe is in memory at once, never all probes')."""
+        """Convert, then run the fp32 and the simulated graph on one probe at a time: every
+        intermediate tensor of one probe is in memory at once, never all probes'."""
         graph = self.graph
         converted = convert(graph, blocked)
         observed = {name: FLOAT for name in converted.float_tensors}
         observed.update({name: graph.elem_types[name] for name in graph.decision_outputs()})
         session = Session(simulation_model(converted.model, converted.types), observed)
         reports = []
+        first = not self.peaks
         for probe in self.probes:
             reference = self.reference.run([probe.feeds])[0]
+            if first:
+                self.peaks.append(peaks(graph, reference))
             simulation = session.run([probe.feeds])[0]
             reports.append(observe(graph, converted, probe, reference, simulation, self.min_cosine))
         judged = [i for i, r in enumerate(reports) if r.check.reference_finite]
