@@ -16,8 +16,9 @@ models a GPU's float16 storage on the CPU.
 
 Files: ``graph`` (the fp32 graph and its types), ``convert`` (the fp16 graph for a set of
 fp32 nodes), ``simulate`` (float16 storage on ONNX Runtime CPU), ``draws`` (tuning and
-check inputs), ``islands`` and ``decisions`` (the rules), ``search`` (the rounds),
-``result`` (checks and the manifest section).
+check inputs), ``islands`` and ``decisions`` (the rules), ``observe`` (one probe's
+simulation, summarised), ``search`` (the rounds), ``result`` (checks and the manifest
+section).
 """
 
 from .draws import DEFAULT_CHECK_DRAWS, DEFAULT_TUNING_DRAWS, Draw

@@ -1,9 +1,9 @@
 """The rules that move nodes to float32, each returning {node name: reason}.
 
-- growth (before the search, on the fp32 graph): a tensor whose peak grows with the input
-  scale is judged on that growth, not on the probes' maximum: with scale exponent ``p``
-  (its peak grows as scale**p between the two largest scales), it must fit float16 with
-  inputs ``GROWTH_HEADROOM`` times larger than the probes', i.e. peak * 2**p <= 65504.
+- growth (once the first round has the fp32 peaks): a tensor whose peak grows with the
+  input scale is judged on that growth, not on the probes' maximum: with scale exponent
+  ``p`` (its peak grows as scale**p between the two largest scales), it must fit float16
+  with inputs ``GROWTH_HEADROOM`` times larger than the probes', i.e. peak * 2**p <= 65504.
   Its producer and its readers stay float32 otherwise.
 - overflow (each round, on the simulation): the first tensor (graph order) whose fp32
   values float16 could hold but which the simulation made non-finite, even if the output
@@ -13,12 +13,16 @@
   of a value beyond 65504) the readers of that value join the island. Infinities that break
   nothing (a -1e30 mask stored as -inf before a Softmax) are left alone.
 - decisions: see :mod:`.decisions`.
-- precision (a check's cosine is low): the node that amplifies the float16 rounding of its
-  inputs the most (``rel_err(output) / max(rel_err(inputs), 2**-11)``, for outputs with a
-  sizeable error; a flipped TopK/ArgMax/comparison counts as flips / 2**-11) joins with the
-  producers of its float16 inputs (through data-movement ops), since it is their rounding it
-  amplifies (cancellation before a normalisation, large softmax logits). A node already in an
-  island with float32 inputs extends the island one producer layer upstream.
+- precision (a tuning check's cosine is low): on the worst probe, the node that amplifies
+  the float16 rounding of its inputs the most (``rel_err(output) / max(rel_err(inputs),
+  2**-11)``, for outputs with a sizeable error; a flipped TopK/ArgMax/comparison counts as
+  flips / 2**-11) joins with the producers of its float16 inputs (through data-movement
+  ops), since it is their rounding it amplifies (cancellation before a normalisation, large
+  softmax logits). A node already in an island with float32 inputs extends the island one
+  producer layer upstream.
+
+The search takes decision and precision additions only while at least half the float
+weights stay float16 (the --fp16 contract); overflow it fixes regardless.
 """
 
 from __future__ import annotations
