@@ -159,7 +159,7 @@ def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
         assert backends[(name, "tensorrt-fp16")]["note"] == (
             f"fp16 graph checked on CPU (float16 storage simulated): passed, {kept} node(s) kept in fp32")
         assert (zoo / f"{name}.fp16.onnx").exists()
-    assert "| onnxruntime-cpu | passed |" in (zoo / "report.md").read_text()
+    assert "| onnxruntime-cpu | static | passed |" in (zoo / "report.md").read_text()
     assert (zoo / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
