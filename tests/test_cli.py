@@ -57,6 +57,17 @@ def test_user_weights_with_other_arguments_and_shape(cli, tmp_path):
     np.testing.assert_allclose(graph_out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_weights_saved_from_data_parallel_load_as_they_are(tmp_path):
+    from attn_export.weights import load_weights
+
+    torch.manual_seed(3)
+    trained = modules.create_module("se", channel=32)
+    torch.save(torch.nn.DataParallel(trained).state_dict(), tmp_path / "dp.pt")  # every key under `module.`
+    fresh = modules.create_module("se", channel=32)
+    load_weights(fresh, tmp_path / "dp.pt")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+
+
 def test_safetensors_weights(cli, tmp_path):
     from safetensors.torch import save_file
 
