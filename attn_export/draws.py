@@ -13,6 +13,10 @@ that take the other branch:
 plus, with ``--inputs FILE.npz``, the user's own arrays. With dynamic axes each corner of
 the profile gets a fresh draw too. Integer and boolean inputs are never drawn: they come
 from ``--inputs``.
+
+The fp16 search draws from one distribution (standard normal; its scales vary the size):
+tuning seeds seed + 2001 and 2002, check seeds seed + 3001 and 3002 (and seed + 3102... at
+the profile's corners), so its verdict comes from draws it never saw.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from .errors import UsageError
 
 Shape = Tuple[int, ...]
 FRESH_SEED_OFFSET = 1000
+FP16_TUNING_SEED_OFFSETS = (2001, 2002)
+FP16_CHECK_SEED_OFFSETS = (3001, 3002)
 
 
 @dataclass
@@ -71,6 +77,16 @@ def fresh_draws(shapes: Sequence[Shape], seed: int, count: int = len(FRESH_KINDS
         where = "" if point == "opt" else f" at {point} {' '.join(','.join(map(str, s)) for s in shapes)}"
         draws.append(InputDraw(f"fresh {kind} (seed {draw_seed}){where}", "fresh", arrays, point))
     return draws
+
+
+def normal_draws(shapes: Sequence[Shape], seeds: Sequence[int], purpose: str, point: str = "opt") -> List[InputDraw]:
+    """Standard-normal draws, one per seed (the fp16 search's tuning and check draws)."""
+    where = "" if point == "opt" else f" at {point} {' '.join(','.join(map(str, s)) for s in shapes)}"
+    return [
+        InputDraw(f"{purpose} normal (seed {seed}){where}", "fresh",
+                  [np.random.default_rng(seed).standard_normal(tuple(s), dtype=np.float32) for s in shapes], point)
+        for seed in seeds
+    ]
 
 
 def load_user_inputs(path: Path, input_names: Sequence[str], parameter_names: Sequence[str]) -> InputDraw:

@@ -23,7 +23,16 @@ from . import tolerances
 from .atomic import TempFiles, folder_lock
 from .backends import OnnxRuntimeBackend, TorchBackend
 from .compare import BackendCheck, compare, raise_on_failures
-from .draws import DrawSet, InputDraw, export_draw, fresh_draws, load_user_inputs
+from .draws import (
+    FP16_CHECK_SEED_OFFSETS,
+    FP16_TUNING_SEED_OFFSETS,
+    DrawSet,
+    InputDraw,
+    export_draw,
+    fresh_draws,
+    load_user_inputs,
+    normal_draws,
+)
 from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points, resolve_profiles
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
 from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
@@ -304,13 +313,17 @@ def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, optio
     def as_fp16_draws(draws: Sequence[InputDraw]) -> List[Draw]:
         return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
 
-    # The search tunes on the export draw and half the fresh draws; the verdict comes from the
-    # other half and every corner of a dynamic profile. The user's inputs (real data) are both.
-    fresh = [d for d in ref.draws.verify if d.role == "fresh" and d.point == "opt"]
+    # Tuning and check draws come from one distribution (standard normal; the scales vary the
+    # magnitude) with disjoint seeds; the verdict also covers every corner of a dynamic profile.
+    # The user's inputs (real data) are in both.
     corners = [d for d in ref.draws.verify if d.role == "fresh" and d.point != "opt"]
     user = [d for d in ref.draws.verify if d.role == "user"]
-    tuning = [ref.draws.export, *fresh[: len(fresh) // 2], *user]
-    checks = [*fresh[len(fresh) // 2:], *corners, *user]
+    tuning = [ref.draws.export, *normal_draws(built.shapes, [options.seed + o for o in FP16_TUNING_SEED_OFFSETS], "fp16 tuning"), *user]
+    checks = [*normal_draws(built.shapes, [options.seed + o for o in FP16_CHECK_SEED_OFFSETS], "fp16 check"), *user]
+    for index, corner in enumerate(corners):
+        shapes = [a.shape for a in corner.arrays]
+        checks += normal_draws(shapes, [options.seed + FP16_CHECK_SEED_OFFSETS[-1] + 100 + index], "fp16 check",
+                               point=corner.point)
     scales = options.fp16_scales or ((1.0,) if user else None)
     kwargs = {"scales": tuple(scales)} if scales else {}
     result = convert_to_fp16(graph.model, as_fp16_draws(tuning), as_fp16_draws(checks), **kwargs)
