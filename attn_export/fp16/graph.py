@@ -227,15 +227,18 @@ def elem_types(model: onnx.ModelProto, strict: bool = True) -> Dict[str, int]:
     """
     graph = model.graph
     initializer_names = {i.name for i in graph.initializer}
+    # Small initializers keep their values: shape operands (Resize's empty scales beside its
+    # sizes, Reshape targets) are read by shape inference, and an empty one turned into an
+    # input makes Resize's inference fail.
+    small = [i for i in graph.initializer if _elements(i) <= SHAPE_OPERAND_MAX_ELEMENTS]
+    large = [i for i in graph.initializer if _elements(i) > SHAPE_OPERAND_MAX_ELEMENTS]
     skeleton = helper.make_graph(
         list(graph.node),
         graph.name,
         [v for v in graph.input if v.name not in initializer_names]
-        + [
-            helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
-            for i in graph.initializer
-        ],
+        + [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in large],
         list(graph.output),
+        initializer=small,
     )
     skeleton_model = helper.make_model(
         skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version
@@ -246,6 +249,16 @@ def elem_types(model: onnx.ModelProto, strict: bool = True) -> Dict[str, int]:
     if missing:
         raise UsageError(f"shape inference left tensor types unknown: {', '.join(missing[:5])}")
     return types
+
+
+SHAPE_OPERAND_MAX_ELEMENTS = 64
+
+
+def _elements(initializer: onnx.TensorProto) -> int:
+    count = 1
+    for dim in initializer.dims:
+        count *= dim
+    return count
 
 
 def declared_types(model: onnx.ModelProto) -> Dict[str, int]:
