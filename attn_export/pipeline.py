@@ -158,7 +158,7 @@ def _user_draws(options: ExportOptions, module: nn.Module, input_names: Optional
     if not options.inputs:
         return []
     parameters = forward_parameter_names(module)
-    count = len(input_names) if input_names else max(1, len([p for p in parameters]))
+    count = len(input_names) if input_names else max(1, len(parameters))
     names = input_names or input_names_for(count)
     return [load_user_inputs(Path(path), names, parameters[: len(names)]) for path in options.inputs]
 
@@ -178,10 +178,9 @@ def _profiles(built: BuiltModel, options: ExportOptions) -> List[InputProfile]:
     layout = "NHWC" if options.nhwc else (spec.layout if spec else "NCHW")
     registry_axes = None if (spec is None or options.nhwc or spec.input_axes is None) else spec.input_axes
     maps = axis_maps(built.shapes, registry_axes, layout)
-    multiple = spec.multiple_for(built.kwargs) if spec else 1
     smallest = spec.min_spatial_for(built.kwargs) if spec else 1
     given = {"min": options.min_shapes, "opt": options.opt_shapes, "max": options.max_shapes}
-    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, multiple, given, smallest)
+    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, _multiple(built), given, smallest)
 
 
 def _check_user_draw_shapes(built: BuiltModel) -> None:
@@ -206,11 +205,10 @@ def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
     """Stage 2: PyTorch on every draw, on a copy, so that the exporter traces an untouched model."""
     pristine = _copy_of(built.module)
     draws = DrawSet(export_draw(built.shapes, options.seed), _verify_draws(built, options))
-    runner = built.module
     outputs: Dict[str, List[np.ndarray]] = {}
     leaves: Optional[List[OutputLeaf]] = None
     for draw in draws.all:
-        result = _torch_forward(runner, draw, built)
+        result = _torch_forward(built.module, draw, built)
         if leaves is None:
             leaves = output_leaves(result)
         outputs[draw.label] = [t.detach().float().cpu().numpy() for _, t in flatten_outputs(result)]

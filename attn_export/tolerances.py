@@ -29,8 +29,10 @@ class Tolerance:
 NRMSE_FLOOR_SHARE = 1e-3
 
 # fp32 ONNX Runtime vs PyTorch: the same math in another summation order and other kernels.
-# Measured on the zoo at its defaults: max abs error <= 1.1e-6 (1% of atol), nrmse <= 2e-6;
-# a wrong graph errs by O(1). 1e-3 leaves a margin of ~500x on both sides.
+# Measured on the 56 zoo modules at their defaults, 4 unseen draws each (`attn-export all`):
+# max abs error <= 5.5e-5 (a2; nonlocal 1.5e-4 under its own atol of 3e-4, see its registry
+# entry), nrmse <= 2e-5 (ocr_gather; all others <= 2e-6). A wrong graph has an nrmse of
+# O(1), so 1e-3 sits 50x above the worst rounding and 1000x below a wrong graph.
 FP32 = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)
 
 # Golden parity with the reference implementations (the bound the golden set was made with).
