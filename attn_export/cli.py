@@ -20,7 +20,7 @@ from .errors import (
     UsageError,
     first_line,
 )
-from .parsing import parse_assignment, parse_axes, parse_scales, parse_shape
+from .parsing import parse_assignment, parse_axes, parse_scales, parse_shape, shapes_text
 
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  passed
@@ -190,7 +190,7 @@ def cmd_list(argv: Sequence[str]) -> int:
         print(zoo_table(specs))
         return EXIT_OK
     for spec in specs:
-        shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
+        shapes = shapes_text(spec.shapes)
         print(f"{spec.name:<28} {spec.class_name:<36} {shapes}")
     print(f"{len(specs)} module{'' if len(specs) == 1 else 's'}")
     return EXIT_OK
@@ -200,7 +200,7 @@ def zoo_table(specs: Sequence) -> str:
     """One row per module: name, class, paper, default input shapes, dynamic axes (and why not more)."""
     lines = ["| name | class | paper | default input | dynamic axes |", "| --- | --- | --- | --- | --- |"]
     for spec in specs:
-        shapes = " ".join(",".join(map(str, s)) for s in spec.shapes)
+        shapes = shapes_text(spec.shapes)
         fixed = f" (fixed: {spec.fixed_because})" if spec.fixed_because else ""
         lines.append(f"| `{spec.name}` | `{spec.class_name}` | [{spec.paper}]({spec.url}) | {shapes} |"
                      f" {', '.join(spec.dynamic)}{fixed} |")
@@ -222,7 +222,7 @@ def cmd_info(argv: Sequence[str]) -> int:
         print(f"paper:     {target.paper}")
     print(f"kwargs:    {json.dumps(target.default_kwargs)}")
     if target.default_shapes:
-        print(f"shapes:    {' '.join(','.join(map(str, s)) for s in target.default_shapes)}")
+        print(f"shapes:    {shapes_text(target.default_shapes)}")
     print(f"signature: {target.factory.__name__}{inspect.signature(target.factory)}")
     if target.spec is not None:
         fixed = f" (fixed: {target.spec.fixed_because})" if target.spec.fixed_because else ""

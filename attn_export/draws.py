@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
+from .parsing import shapes_text
 
 Shape = Tuple[int, ...]
 FRESH_SEED_OFFSET = 1000
@@ -74,19 +75,22 @@ def fresh_draws(shapes: Sequence[Shape], seed: int, count: int = len(FRESH_KINDS
         draw_seed = seed + FRESH_SEED_OFFSET + 1 + kind_index + 10 * index
         generator = np.random.default_rng(draw_seed)
         arrays = [sample(generator, tuple(shape)) for shape in shapes]
-        where = "" if point == "opt" else f" at {point} {' '.join(','.join(map(str, s)) for s in shapes)}"
-        draws.append(InputDraw(f"fresh {kind} (seed {draw_seed}){where}", "fresh", arrays, point))
+        draws.append(InputDraw(f"fresh {kind} (seed {draw_seed}){_where(point, shapes)}", "fresh", arrays, point))
     return draws
 
 
 def normal_draws(shapes: Sequence[Shape], seeds: Sequence[int], purpose: str, point: str = "opt") -> List[InputDraw]:
     """Standard-normal draws, one per seed (the fp16 search's tuning and check draws)."""
-    where = "" if point == "opt" else f" at {point} {' '.join(','.join(map(str, s)) for s in shapes)}"
     return [
-        InputDraw(f"{purpose} normal (seed {seed}){where}", "fresh",
+        InputDraw(f"{purpose} normal (seed {seed}){_where(point, shapes)}", "fresh",
                   [np.random.default_rng(seed).standard_normal(tuple(s), dtype=np.float32) for s in shapes], point)
         for seed in seeds
     ]
+
+
+def _where(point: str, shapes: Sequence[Shape]) -> str:
+    """The label suffix of a draw at a profile corner (nothing at the export shapes)."""
+    return "" if point == "opt" else f" at {point} {shapes_text(shapes)}"
 
 
 def load_user_inputs(path: Path, input_names: Sequence[str], parameter_names: Sequence[str]) -> InputDraw:

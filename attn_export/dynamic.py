@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
+from .parsing import shape_text as _text
 from .modules._registry import default_axes
 
 Shape = Tuple[int, ...]
@@ -143,9 +144,10 @@ def _between(profile: InputProfile, multiple: int) -> Shape:
         step = 1 if axis == "batch" else multiple
         candidates = [s for s in range(low, high + 1, step) if s not in (low, opt, high) and s % step == 0]
         odd = [s for s in candidates if s % 2 == 1]
-        out[dim] = (odd or candidates or [opt])[0] if axis == "batch" else min(candidates or [opt], key=lambda s: abs(s - (opt + high) / 2))
+        if axis == "batch":
+            out[dim] = (odd or candidates or [opt])[0]  # an odd batch such as 3
+        else:
+            out[dim] = min(candidates or [opt], key=lambda s: abs(s - (opt + high) / 2))
     return tuple(out)
 
 
-def _text(shape: Sequence[int]) -> str:
-    return ",".join(map(str, shape))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .parsing import shape_text
 
 Shape = Tuple[int, ...]
 
@@ -43,6 +44,6 @@ def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> List[Shape]:
     if bad:
         raise UsageError(
             f"--nhwc takes four-dimensional (B, H, W, C) inputs only; {name} input shape "
-            f"{','.join(map(str, bad[0]))} has rank {len(bad[0])}"
+            f"{shape_text(bad[0])} has rank {len(bad[0])}"
         )
     return list(shapes)

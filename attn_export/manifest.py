@@ -64,7 +64,7 @@ def build_manifest(
         "seed": options.seed,
         "weights": _weights_record(options.weights),
         "redrawn_zero_parameters": list(built.redrawn),
-        "inputs": _inputs_record(built, graph_inputs),
+        "inputs": _inputs_record(built),
         # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
         "unused_inputs": [n for n in built.input_names if n not in graph_inputs],
         "outputs": _outputs_record(ref),
@@ -100,7 +100,7 @@ def manifest_bytes(manifest: Dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
 
 
-def _inputs_record(built: "BuiltModel", graph_inputs: set) -> List[Dict[str, Any]]:
+def _inputs_record(built: "BuiltModel") -> List[Dict[str, Any]]:
     profiles = {p.name: p for p in built.profiles}
     records = []
     for name, shape in zip(built.input_names, built.shapes):

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
+from .parsing import shapes_text
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 Shape = Tuple[int, ...]
@@ -107,8 +108,7 @@ def check_input_memory(shapes: Sequence[Shape]) -> None:
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows): let allocation decide
         return
     if needed > INPUT_MEMORY_FRACTION * physical:
-        shapes_text = " ".join(",".join(map(str, shape)) for shape in shapes)
         raise UsageError(
-            f"inputs {shapes_text} take {needed / 2**30:.1f} GiB as float32, more than a quarter of this "
+            f"inputs {shapes_text(shapes)} take {needed / 2**30:.1f} GiB as float32, more than a quarter of this "
             f"machine's {physical / 2**30:.0f} GiB of memory; give a smaller --shape"
         )

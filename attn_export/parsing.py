@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from typing import Any, Tuple
+from typing import Any, Sequence, Tuple
 
 from .errors import UsageError
 
@@ -12,6 +12,15 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_DIM = 1 << 20  # a sanity bound; no attention block takes a million-wide axis
 # JSON spellings that Python's literal syntax lacks.
 _JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``(1, 512, 7, 7)`` -> ``"1,512,7,7"``, as ``--shape`` takes it."""
+    return ",".join(map(str, shape))
+
+
+def shapes_text(shapes: Sequence[Sequence[int]]) -> str:
+    return " ".join(shape_text(s) for s in shapes)
 
 
 def parse_shape(text: str) -> Tuple[int, ...]:
@@ -53,9 +62,9 @@ def parse_scales(text: str) -> Tuple[float, ...]:
         scales = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
         raise UsageError(f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100") from None
-    if not scales or not all(s > 0 and s != float("inf") for s in scales):
-        raise UsageError(f"--fp16-scales {text!r}: scales must be positive and finite")
-    return scales
+    if not scales:
+        raise UsageError(f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100")
+    return scales  # positive and finite: checked with every other option (options.validate_options)
 
 
 def parse_value(text: str) -> Any:

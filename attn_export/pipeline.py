@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -38,6 +39,7 @@ from .errors import EnvironmentMissingError, UsageError, VerificationError, firs
 from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
 from .manifest import artifact_name, build_manifest, manifest_bytes
+from .parsing import shape_text, shapes_text
 from .options import DEFAULT_OUT_DIR, ExportOptions, check_input_memory, prepare_out_dir, validate_options
 from .structure import FlatOutputs, OutputLeaf, flatten_outputs, output_leaves
 from .target import Shape, Target, build_module, forward_parameter_names, module_target, resolve_shapes, resolve_target
@@ -189,16 +191,18 @@ def _check_user_draw_shapes(built: BuiltModel) -> None:
     for draw in built.user_draws:
         for name, shape, array in zip(built.input_names, built.shapes, draw.arrays):
             profile = profiles.get(name)
-            fits = (
-                all(lo <= d <= hi for d, lo, hi in zip(array.shape, profile.min, profile.max)) and array.ndim == len(shape)
-                if profile else tuple(array.shape) == tuple(shape)
-            )
-            if not fits:
-                allowed = f"{_shape_text(profile.min)} to {_shape_text(profile.max)}" if profile else _shape_text(shape)
+            if not _fits(array.shape, shape, profile):
+                allowed = f"{shape_text(profile.min)} to {shape_text(profile.max)}" if profile else shape_text(shape)
                 raise UsageError(
-                    f"--inputs {draw.label}: {name} has shape {_shape_text(array.shape)}, the graph takes {allowed}"
+                    f"--inputs {draw.label}: {name} has shape {shape_text(array.shape)}, the graph takes {allowed}"
                     + ("" if profile else " (see --shape, or --dynamic for other sizes)")
                 )
+
+
+def _fits(shape: Sequence[int], export_shape: Shape, profile: Optional[InputProfile]) -> bool:
+    if profile is None:
+        return tuple(shape) == tuple(export_shape)
+    return len(shape) == len(export_shape) and all(lo <= d <= hi for d, lo, hi in zip(shape, profile.min, profile.max))
 
 
 def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
@@ -246,7 +250,7 @@ def _torch_forward(module: nn.Module, draw: InputDraw, built: BuiltModel) -> Any
     except MemoryError:
         raise
     except Exception as error:  # a shape the module cannot take: the user's input
-        shapes = " ".join(_shape_text(a.shape) for a in draw.arrays)
+        shapes = shapes_text([a.shape for a in draw.arrays])
         raise UsageError(f"{built.name} cannot take input shape {shapes} ({draw.label}): {first_line(error)}") from None
 
 
@@ -270,14 +274,14 @@ def _record_export_shapes(graph: ExportedGraph, built: BuiltModel) -> None:
         record_export_shapes(graph.model, {n: list(s) for n, s in zip(built.input_names, built.shapes)})
 
 
-def static_checks(graph: ExportedGraph, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
+def static_checks(model: onnx.ModelProto, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
     """Stage 4: TensorRT parser prediction and dynamic-shape hazards: fatal under --trt, else a warning.
 
     (Without --trt the verification at the profile's corners is the judge of a dynamic graph.)
     """
     from .trt_check import DYNAMIC_RULES, check_model
 
-    verdict = check_model(graph.model).to_dict()
+    verdict = check_model(model).to_dict()
     errors = [f for f in verdict["findings"] if f["severity"] == "error"]
     if errors:
         first = min(errors, key=lambda f: f["rule"] not in DYNAMIC_RULES)  # a baked size says the most
@@ -303,6 +307,35 @@ def verify(onnx_bytes: bytes, built: BuiltModel, ref: ReferenceRun, tolerance: t
     return checks, backend
 
 
+@dataclass
+class Fp16Draws:
+    tuning: List[InputDraw]
+    checks: List[InputDraw]
+    corners_skipped: List[str]  # profile points verified in fp32 only (too large to simulate)
+    has_user_inputs: bool
+
+
+def fp16_draws(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -> Fp16Draws:
+    """Tuning and check draws from one distribution (standard normal; the scales vary the
+    magnitude) with disjoint seeds; the checks also cover the corners of a dynamic profile.
+    The user's inputs (real data) are in both."""
+    user = [d for d in ref.draws.verify if d.role == "user"]
+    tuning_seeds = [options.seed + o for o in FP16_TUNING_SEED_OFFSETS]
+    check_seeds = [options.seed + o for o in FP16_CHECK_SEED_OFFSETS]
+    tuning = [ref.draws.export, *normal_draws(built.shapes, tuning_seeds, "fp16 tuning"), *user]
+    checks = [*normal_draws(built.shapes, check_seeds, "fp16 check"), *user]
+    export_elements = sum(a.size for a in ref.draws.export.arrays)
+    corners = [d for d in ref.draws.verify if d.role == "fresh" and d.point != "opt"]
+    skipped = []
+    for index, corner in enumerate(corners):
+        if sum(a.size for a in corner.arrays) > FP16_CORNER_MAX_GROWTH * export_elements:
+            skipped.append(corner.point)
+            continue
+        seed = options.seed + FP16_CHECK_SEED_OFFSETS[-1] + 100 + index
+        checks += normal_draws([a.shape for a in corner.arrays], [seed], "fp16 check", point=corner.point)
+    return Fp16Draws(tuning, checks, skipped, bool(user))
+
+
 def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, options: ExportOptions,
                report: Reporter) -> Fp16Stage:
     """Stage 6: the fp16 graph, tuned on some draws and judged on others."""
@@ -311,25 +344,11 @@ def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, optio
     def as_fp16_draws(draws: Sequence[InputDraw]) -> List[Draw]:
         return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
 
-    # Tuning and check draws come from one distribution (standard normal; the scales vary the
-    # magnitude) with disjoint seeds; the verdict also covers every corner of a dynamic profile.
-    # The user's inputs (real data) are in both.
-    corners = [d for d in ref.draws.verify if d.role == "fresh" and d.point != "opt"]
-    user = [d for d in ref.draws.verify if d.role == "user"]
-    tuning = [ref.draws.export, *normal_draws(built.shapes, [options.seed + o for o in FP16_TUNING_SEED_OFFSETS], "fp16 tuning"), *user]
-    checks = [*normal_draws(built.shapes, [options.seed + o for o in FP16_CHECK_SEED_OFFSETS], "fp16 check"), *user]
-    export_elements = sum(a.size for a in ref.draws.export.arrays)
-    skipped = []
-    for index, corner in enumerate(corners):
-        shapes = [a.shape for a in corner.arrays]
-        if sum(a.size for a in corner.arrays) > FP16_CORNER_MAX_GROWTH * export_elements:
-            skipped.append(corner.point)
-            continue
-        checks += normal_draws(shapes, [options.seed + FP16_CHECK_SEED_OFFSETS[-1] + 100 + index], "fp16 check",
-                               point=corner.point)
-    scales = options.fp16_scales or ((1.0,) if user else None)
+    draws = fp16_draws(built, ref, options)
+    skipped = draws.corners_skipped
+    scales = options.fp16_scales or ((1.0,) if draws.has_user_inputs else None)
     kwargs = {"scales": tuple(scales)} if scales else {}
-    result = convert_to_fp16(graph.model, as_fp16_draws(tuning), as_fp16_draws(checks), **kwargs)
+    result = convert_to_fp16(graph.model, as_fp16_draws(draws.tuning), as_fp16_draws(draws.checks), **kwargs)
     section = result.to_dict()
     if skipped:
         section["corners_checked_in_fp32_only"] = {
@@ -337,7 +356,7 @@ def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, optio
             "why": f"inputs over {FP16_CORNER_MAX_GROWTH}x the export inputs: the storage simulation keeps every"
                    " intermediate tensor (mobilevit at its max corner took over 19 GB)",
         }
-    section["trt_parser_check"] = static_checks(ExportedGraph(result.model, 0, 0, graph.opset), f"{built.name}.fp16.onnx",
+    section["trt_parser_check"] = static_checks(result.model, f"{built.name}.fp16.onnx",
                                                 options.trt, report)
     return Fp16Stage(section, result.model.SerializeToString(deterministic=True))
 
@@ -417,7 +436,7 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
     onnx_bytes = graph.model.SerializeToString(deterministic=True)
 
     started = time.perf_counter()
-    trt_verdict = static_checks(graph, f"{built.name}.onnx", options.trt, report)
+    trt_verdict = static_checks(graph.model, f"{built.name}.onnx", options.trt, report)
     timer.step("trt-check", started, _verdict_text(trt_verdict))
 
     started = time.perf_counter()
@@ -494,5 +513,3 @@ def _checks_text(checks: Sequence[BackendCheck]) -> str:
     return f"{verdict}: {len(checks)} unseen draws, max abs {worst_abs:.3g}, worst nrmse {worst_nrmse:.3g}"
 
 
-def _shape_text(shape: Sequence[int]) -> str:
-    return ",".join(map(str, shape))

@@ -16,6 +16,7 @@ from . import modules
 from .modules import ModuleSpec, UnknownModuleError
 
 from .errors import UsageError, first_line
+from .parsing import shape_text
 
 Shape = Tuple[int, ...]
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -142,8 +143,8 @@ def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nh
         for index, (shape, default) in enumerate(zip(shapes, target.default_shapes)):
             if len(shape) != len(default):
                 raise UsageError(
-                    f"{target.name} input {index} must have rank {len(default)} (like {','.join(map(str, default))});"
-                    f" got {','.join(map(str, shape))}"
+                    f"{target.name} input {index} must have rank {len(default)} (like {shape_text(default)});"
+                    f" got {shape_text(shape)}"
                 )
     return shapes
 

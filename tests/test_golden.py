@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from attn_export import modules
+from attn_export.tolerances import GOLDEN
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 INDEX = json.loads((GOLDEN_DIR / "index.json").read_text())
 DEFAULTS = json.loads((GOLDEN_DIR / "defaults.json").read_text())
-ATOL = RTOL = 1e-4
+ATOL, RTOL = GOLDEN.atol, GOLDEN.rtol  # the bound the golden set was published with
 
 
 def load_golden(name: str):
