@@ -4,6 +4,7 @@
 ``attn_export.modules``. Both import torch, so they load on first use: the command line
 parses its arguments before paying for that.
 """
+
 from typing import Any
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """``python -m attn_export`` = ``attn-export``."""
+
 import sys
 
 from .cli import main

@@ -11,10 +11,12 @@
 does not reproduce PyTorch, ``UsageError`` for bad arguments, ``EnvironmentMissingError``
 when TensorRT or CUDA is missing for ``trt=True``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 
@@ -25,14 +27,14 @@ if TYPE_CHECKING:
 
 
 def export(
-    model_or_name: Union[str, "nn.Module"],
+    model_or_name: str | nn.Module,
     shapes: Sequence[Sequence[int]] = (),
-    inputs: Sequence[Union[str, Path]] = (),
-    out_dir: Union[str, Path, None] = None,
+    inputs: Sequence[str | Path] = (),
+    out_dir: str | Path | None = None,
     *,
     quiet: bool = True,
     **options: Any,
-) -> "ExportResult":
+) -> ExportResult:
     """Export, verify and write one model; returns the result (``.passed``, ``.onnx_path``, ``.manifest``)."""
     from dataclasses import fields
 
@@ -42,7 +44,9 @@ def export(
     known = {f.name for f in fields(ExportOptions)} - {"shapes", "inputs", "out_dir"}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UsageError(f"export() takes no option {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+        raise UsageError(
+            f"export() takes no option {', '.join(unknown)}; options: {', '.join(sorted(known))}"
+        )
     chosen = ExportOptions(
         shapes=[tuple(int(d) for d in s) for s in shapes],
         inputs=[Path(p) for p in inputs],

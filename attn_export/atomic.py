@@ -6,14 +6,15 @@ leaves the previous artifact intact and two concurrent runs never interleave byt
 :class:`TempFiles` scope removes the temporaries it made when anything, Ctrl-C included,
 leaves it early.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import tempfile
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator, List, Union
 
 TEMP_MARKER = ".attn-export-tmp"
 
@@ -28,11 +29,13 @@ class TempFiles:
     """Hands out temporary paths beside their destinations and cleans up the unfinished ones."""
 
     def __init__(self) -> None:
-        self._pending: List[Path] = []
+        self._pending: list[Path] = []
 
     def temp_for(self, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=TEMP_MARKER, dir=destination.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=TEMP_MARKER, dir=destination.parent
+        )
         os.close(fd)
         path = Path(name)
         os.chmod(path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual mode
@@ -54,20 +57,18 @@ class TempFiles:
 
     def cleanup(self) -> None:
         for path in self._pending:
-            try:
+            with suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
         self._pending.clear()
 
-    def __enter__(self) -> "TempFiles":
+    def __enter__(self) -> TempFiles:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.cleanup()
 
 
-def atomic_write(destination: Union[str, Path], data: Union[bytes, str]) -> None:
+def atomic_write(destination: str | Path, data: bytes | str) -> None:
     """Write one file atomically."""
     destination = Path(destination)
     payload = data.encode() if isinstance(data, str) else data

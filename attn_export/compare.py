@@ -6,10 +6,11 @@ variation (``nrmse``), so that a zero, constant, sign-flipped or wrong-branch gr
 at any output magnitude. Every output of every draw is compared before anything is
 reported, and :func:`raise_on_failures` raises once with every failure.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class BackendCheck:
     backend: str
     tolerance: Tolerance
     draw: str = ""  # which input draw, e.g. "fresh normal (seed 1001)"
-    outputs: List[OutputCheck] = field(default_factory=list)
+    outputs: list[OutputCheck] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -50,9 +51,11 @@ class BackendCheck:
     def worst_nrmse(self) -> float:
         return max((o.nrmse for o in self.outputs), default=float("nan"))
 
-    def failures(self) -> List[str]:
+    def failures(self) -> list[str]:
         where = f" on {self.draw}" if self.draw else ""
-        return [f"{self.backend} {o.output}{where}: {o.problem}" for o in self.outputs if not o.passed]
+        return [
+            f"{self.backend} {o.output}{where}: {o.problem}" for o in self.outputs if not o.passed
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -66,7 +69,7 @@ class BackendCheck:
         }
 
 
-def _json_float(value: float) -> Optional[float]:
+def _json_float(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # JSON has no NaN/Inf
 
 
@@ -86,11 +89,16 @@ def normalized_rms_error(reference: np.ndarray, actual: np.ndarray) -> float:
     error = float(np.linalg.norm(act64 - ref64))
     if error == 0.0:
         return 0.0
-    scale = max(float(np.linalg.norm(ref64 - ref64.mean())), NRMSE_FLOOR_SHARE * float(np.linalg.norm(ref64)))
+    scale = max(
+        float(np.linalg.norm(ref64 - ref64.mean())),
+        NRMSE_FLOOR_SHARE * float(np.linalg.norm(ref64)),
+    )
     return error / scale if scale > 0.0 else float("inf")
 
 
-def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> OutputCheck:
+def compare_output(
+    name: str, reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance
+) -> OutputCheck:
     reference, actual = np.asarray(reference), np.asarray(actual)
     if reference.shape != actual.shape:
         return _failed(name, f"shape {actual.shape} != reference {reference.shape}")
@@ -98,7 +106,9 @@ def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, toleran
     bad_ref, bad_act = ~np.isfinite(ref64), ~np.isfinite(act64)
     if bad_ref.any() or bad_act.any():
         where = "reference" if bad_ref.any() else "output"
-        return _failed(name, f"{int(max(bad_ref.sum(), bad_act.sum()))} NaN/Inf values in the {where}")
+        return _failed(
+            name, f"{int(max(bad_ref.sum(), bad_act.sum()))} NaN/Inf values in the {where}"
+        )
     if ref64.size == 0:
         return OutputCheck(name, 0.0, 0.0, 0.0, 1.0, True)
     error = np.abs(act64 - ref64)
@@ -134,7 +144,7 @@ def compare(
     references: Sequence[np.ndarray],
     actuals: Sequence[np.ndarray],
     tolerance: Tolerance,
-    output_names: Optional[Sequence[str]] = None,
+    output_names: Sequence[str] | None = None,
     draw: str = "",
 ) -> BackendCheck:
     """Compare every output; never raises (see :func:`raise_on_failures`)."""
@@ -143,9 +153,13 @@ def compare(
     names = list(output_names) if output_names else [f"output_{i}" for i in range(len(references))]
     check = BackendCheck(backend, tolerance, draw)
     if len(actuals) != len(references):
-        check.outputs.append(_failed("*", f"{len(actuals)} outputs, reference has {len(references)}"))
+        check.outputs.append(
+            _failed("*", f"{len(actuals)} outputs, reference has {len(references)}")
+        )
         return check
-    check.outputs = [compare_output(n, r, a, tolerance) for n, r, a in zip(names, references, actuals)]
+    check.outputs = [
+        compare_output(n, r, a, tolerance) for n, r, a in zip(names, references, actuals)
+    ]
     return check
 
 

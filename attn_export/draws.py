@@ -18,19 +18,20 @@ The fp16 search draws from one distribution (standard normal; its scales vary th
 tuning seeds seed + 2001 and 2002, check seeds seed + 3001 and 3002 (and seed + 3102... at
 the profile's corners), so its verdict comes from draws it never saw.
 """
+
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from .errors import UsageError
 from .parsing import shapes_text
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 FRESH_SEED_OFFSET = 1000
 FP16_TUNING_SEED_OFFSETS = (2001, 2002)
 FP16_CHECK_SEED_OFFSETS = (3001, 3002)
@@ -40,19 +41,23 @@ FP16_CHECK_SEED_OFFSETS = (3001, 3002)
 class InputDraw:
     label: str  # e.g. "fresh uniform [0, 1) (seed 1002)", "images.npz"
     role: str  # "export", "fresh" or "user"
-    arrays: List[np.ndarray]
+    arrays: list[np.ndarray]
     point: str = "opt"  # which profile point the shapes are at (dynamic axes)
 
-    def feeds(self, input_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    def feeds(self, input_names: Sequence[str]) -> dict[str, np.ndarray]:
         return dict(zip(input_names, self.arrays))
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "role": self.role, "point": self.point,
-                "shapes": [list(a.shape) for a in self.arrays]}
+        return {
+            "label": self.label,
+            "role": self.role,
+            "point": self.point,
+            "shapes": [list(a.shape) for a in self.arrays],
+        }
 
 
 Sampler = Callable[[np.random.Generator, Shape], np.ndarray]
-FRESH_KINDS: Tuple[Tuple[str, Sampler], ...] = (
+FRESH_KINDS: tuple[tuple[str, Sampler], ...] = (
     ("normal", lambda g, s: g.standard_normal(s, dtype=np.float32)),
     ("uniform [0, 1)", lambda g, s: g.random(s, dtype=np.float32)),
     ("normal - 1", lambda g, s: g.standard_normal(s, dtype=np.float32) - np.float32(1.0)),
@@ -66,8 +71,13 @@ def export_draw(shapes: Sequence[Shape], seed: int) -> InputDraw:
     return InputDraw(f"export input (normal, seed {seed})", "export", arrays)
 
 
-def fresh_draws(shapes: Sequence[Shape], seed: int, count: int = len(FRESH_KINDS), point: str = "opt",
-                first_kind: int = 0) -> List[InputDraw]:
+def fresh_draws(
+    shapes: Sequence[Shape],
+    seed: int,
+    count: int = len(FRESH_KINDS),
+    point: str = "opt",
+    first_kind: int = 0,
+) -> list[InputDraw]:
     draws = []
     for index in range(count):
         kind_index = (first_kind + index) % len(FRESH_KINDS)
@@ -75,15 +85,28 @@ def fresh_draws(shapes: Sequence[Shape], seed: int, count: int = len(FRESH_KINDS
         draw_seed = seed + FRESH_SEED_OFFSET + 1 + kind_index + 10 * index
         generator = np.random.default_rng(draw_seed)
         arrays = [sample(generator, tuple(shape)) for shape in shapes]
-        draws.append(InputDraw(f"fresh {kind} (seed {draw_seed}){_where(point, shapes)}", "fresh", arrays, point))
+        draws.append(
+            InputDraw(
+                f"fresh {kind} (seed {draw_seed}){_where(point, shapes)}", "fresh", arrays, point
+            )
+        )
     return draws
 
 
-def normal_draws(shapes: Sequence[Shape], seeds: Sequence[int], purpose: str, point: str = "opt") -> List[InputDraw]:
+def normal_draws(
+    shapes: Sequence[Shape], seeds: Sequence[int], purpose: str, point: str = "opt"
+) -> list[InputDraw]:
     """Standard-normal draws, one per seed (the fp16 search's tuning and check draws)."""
     return [
-        InputDraw(f"{purpose} normal (seed {seed}){_where(point, shapes)}", "fresh",
-                  [np.random.default_rng(seed).standard_normal(tuple(s), dtype=np.float32) for s in shapes], point)
+        InputDraw(
+            f"{purpose} normal (seed {seed}){_where(point, shapes)}",
+            "fresh",
+            [
+                np.random.default_rng(seed).standard_normal(tuple(s), dtype=np.float32)
+                for s in shapes
+            ],
+            point,
+        )
         for seed in seeds
     ]
 
@@ -93,18 +116,27 @@ def _where(point: str, shapes: Sequence[Shape]) -> str:
     return "" if point == "opt" else f" at {point} {shapes_text(shapes)}"
 
 
-def load_user_inputs(path: Path, input_names: Sequence[str], parameter_names: Sequence[str]) -> InputDraw:
+def load_user_inputs(
+    path: Path, input_names: Sequence[str], parameter_names: Sequence[str]
+) -> InputDraw:
     """One draw from an .npz file: arrays by graph input name, forward parameter name, or position."""
     arrays = _read_npz(path)
     count = len(input_names)
-    for names in (list(input_names), list(parameter_names), [f"arr_{i}" for i in range(count)], [str(i) for i in range(count)]):
+    for names in (
+        list(input_names),
+        list(parameter_names),
+        [f"arr_{i}" for i in range(count)],
+        [str(i) for i in range(count)],
+    ):
         if names and all(n in arrays for n in names):
             extra = sorted(set(arrays) - set(names))
             if extra:
-                raise UsageError(f"--inputs {str(path)!r}: arrays {', '.join(extra)} match no input (expected {', '.join(names)})")
+                raise UsageError(
+                    f"--inputs {str(path)!r}: arrays {', '.join(extra)} match no input (expected {', '.join(names)})"
+                )
             return InputDraw(path.name, "user", [_as_input(arrays[n], path, n) for n in names])
     if count == 1 and len(arrays) == 1:
-        (name, array), = arrays.items()
+        ((name, array),) = arrays.items()
         return InputDraw(path.name, "user", [_as_input(array, path, name)])
     expected = " or ".join(", ".join(n) for n in (input_names, parameter_names) if n)
     raise UsageError(
@@ -113,18 +145,24 @@ def load_user_inputs(path: Path, input_names: Sequence[str], parameter_names: Se
     )
 
 
-def _read_npz(path: Path) -> Dict[str, np.ndarray]:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UsageError(f"--inputs {str(path)!r} is not a file")
     try:
         with np.load(path, allow_pickle=False) as data:  # never unpickle code
             if not hasattr(data, "files"):
-                raise UsageError(f"--inputs {str(path)!r} is a single .npy array; save an .npz (np.savez)")
+                raise UsageError(
+                    f"--inputs {str(path)!r} is a single .npy array; save an .npz (np.savez)"
+                )
             return {name: data[name] for name in data.files}
     except UsageError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
-        reason = "it holds pickled objects" if "pickle" in str(error).lower() else "not a valid .npz file"
+        reason = (
+            "it holds pickled objects"
+            if "pickle" in str(error).lower()
+            else "not a valid .npz file"
+        )
         raise UsageError(f"cannot read --inputs {str(path)!r}: {reason}") from None
 
 
@@ -132,7 +170,9 @@ def _as_input(array: np.ndarray, path: Path, name: str) -> np.ndarray:
     if array.dtype == np.float64 or array.dtype == np.float16:
         return array.astype(np.float32)
     if array.dtype.kind not in "fiub":
-        raise UsageError(f"--inputs {str(path)!r}: array {name!r} has dtype {array.dtype}; expected numbers")
+        raise UsageError(
+            f"--inputs {str(path)!r}: array {name!r} has dtype {array.dtype}; expected numbers"
+        )
     return np.ascontiguousarray(array)
 
 
@@ -141,8 +181,8 @@ class DrawSet:
     """Every draw of one run: the export draw and the verification draws."""
 
     export: InputDraw
-    verify: List[InputDraw] = field(default_factory=list)
+    verify: list[InputDraw] = field(default_factory=list)
 
     @property
-    def all(self) -> List[InputDraw]:
+    def all(self) -> list[InputDraw]:
         return [self.export, *self.verify]

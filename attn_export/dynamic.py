@@ -11,33 +11,41 @@ input's rank (4-D: NCHW, 3-D: (B, N, C)). The profile, as TensorRT and trtexec t
 
 The graph is verified at min, opt, max and one size in between (an odd batch such as 3).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
-from .parsing import shape_text as _text
 from .modules._registry import default_axes
+from .parsing import shape_text as _text
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 MIN_MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
 class InputProfile:
     name: str
-    axes: Dict[int, str]  # dim -> symbol, e.g. {0: "batch"}
+    axes: dict[int, str]  # dim -> symbol, e.g. {0: "batch"}
     min: Shape
     opt: Shape
     max: Shape
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "dynamic_axes": {str(d): s for d, s in self.axes.items()},
-                "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+        return {
+            "name": self.name,
+            "dynamic_axes": {str(d): s for d, s in self.axes.items()},
+            "min": list(self.min),
+            "opt": list(self.opt),
+            "max": list(self.max),
+        }
 
 
-def check_axes_allowed(name: str, axes: Sequence[str], allowed: Optional[Sequence[str]], fixed_because: str) -> None:
+def check_axes_allowed(
+    name: str, axes: Sequence[str], allowed: Sequence[str] | None, fixed_because: str
+) -> None:
     """A registry module's math may fix some axes; asking for one of them is a usage error."""
     if allowed is None:
         return
@@ -49,7 +57,9 @@ def check_axes_allowed(name: str, axes: Sequence[str], allowed: Optional[Sequenc
         )
 
 
-def axis_maps(shapes: Sequence[Shape], registry_axes: Optional[Sequence[Dict[str, int]]], layout: str) -> List[Dict[str, int]]:
+def axis_maps(
+    shapes: Sequence[Shape], registry_axes: Sequence[dict[str, int]] | None, layout: str
+) -> list[dict[str, int]]:
     if registry_axes is not None:
         return [dict(a) for a in registry_axes]
     return [default_axes(s, layout) for s in shapes]
@@ -59,29 +69,36 @@ def resolve_profiles(
     input_names: Sequence[str],
     shapes: Sequence[Shape],
     axes: Sequence[str],
-    maps: Sequence[Dict[str, int]],
+    maps: Sequence[dict[str, int]],
     multiple: int,
-    given: Dict[str, Sequence[Shape]],
+    given: dict[str, Sequence[Shape]],
     min_spatial: int = 1,
-) -> List[InputProfile]:
+) -> list[InputProfile]:
     """One profile per input that carries a requested axis; ``given`` holds --min/opt/max-shape."""
     for axis in axes:
         if not any(axis in m for m in maps):
-            raise UsageError(f"--dynamic {axis}: no input has a {axis} axis (input ranks: "
-                             f"{', '.join(str(len(s)) for s in shapes)})")
+            raise UsageError(
+                f"--dynamic {axis}: no input has a {axis} axis (input ranks: "
+                f"{', '.join(str(len(s)) for s in shapes)})"
+            )
     profiles = []
     for index, (name, shape, amap) in enumerate(zip(input_names, shapes, maps)):
         dims = {amap[a]: a for a in axes if a in amap}
         if not dims:
             continue
-        default = {bound: _default_bound(shape, dims, bound, multiple, min_spatial) for bound in ("min", "opt", "max")}
+        default = {
+            bound: _default_bound(shape, dims, bound, multiple, min_spatial)
+            for bound in ("min", "opt", "max")
+        }
         chosen = {bound: _given(given, bound, index, shape) or default[bound] for bound in default}
         _check_profile(name, shape, dims, chosen)
         profiles.append(InputProfile(name, dims, chosen["min"], chosen["opt"], chosen["max"]))
     return profiles
 
 
-def _default_bound(shape: Shape, dims: Dict[int, str], bound: str, multiple: int, min_spatial: int) -> Shape:
+def _default_bound(
+    shape: Shape, dims: dict[int, str], bound: str, multiple: int, min_spatial: int
+) -> Shape:
     out = list(shape)
     for dim, axis in dims.items():
         size = shape[dim]
@@ -90,14 +107,18 @@ def _default_bound(shape: Shape, dims: Dict[int, str], bound: str, multiple: int
         if axis == "batch":
             out[dim] = 1 if bound == "min" else max(MIN_MAX_BATCH, 2 * size)
         elif bound == "min":
-            smallest = -(-max(multiple, min_spatial) // multiple) * multiple  # the first multiple >= min_spatial
+            smallest = (
+                -(-max(multiple, min_spatial) // multiple) * multiple
+            )  # the first multiple >= min_spatial
             out[dim] = min(size, max(smallest, size // 2 // multiple * multiple))
         else:
             out[dim] = max(size, 2 * size // multiple * multiple)
     return tuple(out)
 
 
-def _given(given: Dict[str, Sequence[Shape]], bound: str, index: int, shape: Shape) -> Optional[Shape]:
+def _given(
+    given: dict[str, Sequence[Shape]], bound: str, index: int, shape: Shape
+) -> Shape | None:
     values = given.get(bound) or ()
     if not values:
         return None
@@ -108,29 +129,43 @@ def _given(given: Dict[str, Sequence[Shape]], bound: str, index: int, shape: Sha
     return tuple(values[index])
 
 
-def _check_profile(name: str, shape: Shape, dims: Dict[int, str], bounds: Dict[str, Shape]) -> None:
+def _check_profile(name: str, shape: Shape, dims: dict[int, str], bounds: dict[str, Shape]) -> None:
     for bound, value in bounds.items():
         if len(value) != len(shape):
-            raise UsageError(f"--{bound}-shape {_text(value)} for {name}: rank {len(value)}, the input has rank {len(shape)}")
+            raise UsageError(
+                f"--{bound}-shape {_text(value)} for {name}: rank {len(value)}, the input has rank {len(shape)}"
+            )
         for dim, (size, export_size) in enumerate(zip(value, shape)):
             if dim not in dims and size != export_size:
-                raise UsageError(f"--{bound}-shape {_text(value)} for {name}: dim {dim} is not dynamic and must stay {export_size}")
+                raise UsageError(
+                    f"--{bound}-shape {_text(value)} for {name}: dim {dim} is not dynamic and must stay {export_size}"
+                )
     low, opt, high = bounds["min"], bounds["opt"], bounds["max"]
     if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
-        raise UsageError(f"{name}: the profile needs min <= opt <= max in every dim (min {_text(low)}, opt {_text(opt)}, max {_text(high)})")
+        raise UsageError(
+            f"{name}: the profile needs min <= opt <= max in every dim (min {_text(low)}, opt {_text(opt)}, max {_text(high)})"
+        )
 
 
-def profile_points(profiles: Sequence[InputProfile], shapes: Sequence[Shape], input_names: Sequence[str],
-                   multiple: int) -> List[Tuple[str, List[Shape]]]:
+def profile_points(
+    profiles: Sequence[InputProfile],
+    shapes: Sequence[Shape],
+    input_names: Sequence[str],
+    multiple: int,
+) -> list[tuple[str, list[Shape]]]:
     """(label, one shape per input) at min, opt, max and a size in between."""
     by_name = {p.name: p for p in profiles}
 
-    def at(pick) -> List[Shape]:
+    def at(pick) -> list[Shape]:
         return [pick(by_name[n]) if n in by_name else tuple(s) for n, s in zip(input_names, shapes)]
 
-    points = [("min", at(lambda p: p.min)), ("opt", at(lambda p: p.opt)), ("max", at(lambda p: p.max)),
-              ("between", at(lambda p: _between(p, multiple)))]
-    unique: List[Tuple[str, List[Shape]]] = []
+    points = [
+        ("min", at(lambda p: p.min)),
+        ("opt", at(lambda p: p.opt)),
+        ("max", at(lambda p: p.max)),
+        ("between", at(lambda p: _between(p, multiple))),
+    ]
+    unique: list[tuple[str, list[Shape]]] = []
     for label, point in points:
         if all(point != other for _, other in unique):
             unique.append((label, point))
@@ -142,12 +177,12 @@ def _between(profile: InputProfile, multiple: int) -> Shape:
     for dim, axis in profile.axes.items():
         low, opt, high = profile.min[dim], profile.opt[dim], profile.max[dim]
         step = 1 if axis == "batch" else multiple
-        candidates = [s for s in range(low, high + 1, step) if s not in (low, opt, high) and s % step == 0]
+        candidates = [
+            s for s in range(low, high + 1, step) if s not in (low, opt, high) and s % step == 0
+        ]
         odd = [s for s in candidates if s % 2 == 1]
         if axis == "batch":
             out[dim] = (odd or candidates or [opt])[0]  # an odd batch such as 3
         else:
             out[dim] = min(candidates or [opt], key=lambda s: abs(s - (opt + high) / 2))
     return tuple(out)
-
-

@@ -3,6 +3,7 @@
 The CLI catches :class:`AttnExportError`, prints its message on one line and exits with
 its ``exit_code``; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import traceback

@@ -4,9 +4,11 @@ TensorFlow and TFLite deployments keep activations as (B, H, W, C). The adapter 
 each input to PyTorch's (B, C, H, W), runs the module and permutes 4-D outputs back, so
 the exported graph's edges are channel-last while the module stays as written.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,7 +16,7 @@ from torch import nn
 from .errors import UsageError
 from .parsing import shape_text
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 
 
 class ChannelsLastAdapter(nn.Module):
@@ -30,7 +32,9 @@ class ChannelsLastAdapter(nn.Module):
     def _back(cls, out: Any) -> Any:
         """Every 4-D tensor leaf of the output structure back to (B, H, W, C)."""
         if isinstance(out, torch.Tensor):
-            return out.permute(0, 2, 3, 1) if out.dim() == 4 else out  # (B, C, H, W) -> (B, H, W, C)
+            return (
+                out.permute(0, 2, 3, 1) if out.dim() == 4 else out
+            )  # (B, C, H, W) -> (B, H, W, C)
         if isinstance(out, dict):
             return {k: cls._back(v) for k, v in out.items()}
         if isinstance(out, (tuple, list)):
@@ -39,7 +43,7 @@ class ChannelsLastAdapter(nn.Module):
         return out
 
 
-def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> List[Shape]:
+def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> list[Shape]:
     bad = [s for s in shapes if len(s) != 4]
     if bad:
         raise UsageError(

@@ -1,4 +1,5 @@
 """The manifest written beside each graph: what was exported, how, and how it verified."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,9 +7,10 @@ import json
 import platform
 import re
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .onnx_export import SKIPPED_ONNXSIM_PASSES
@@ -21,16 +23,28 @@ if TYPE_CHECKING:  # the stage results; imported for types only (pipeline import
     from .pipeline import BuiltModel, EngineStage, Fp16Stage, ReferenceRun
     from .tolerances import Tolerance
 
-_VERSIONED_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "onnxscript", "numpy", "tensorrt")
+_VERSIONED_PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxsim",
+    "onnxscript",
+    "numpy",
+    "tensorrt",
+)
 
 
-def artifact_name(given: Optional[str], target_name: str, class_name: str) -> str:
+def artifact_name(given: str | None, target_name: str, class_name: str) -> str:
     """--name, else the registry name or the class (a factory function names nothing)."""
     return given or target_name or re.sub(r"[^A-Za-z0-9_.-]", "_", class_name)
 
 
-def package_versions() -> Dict[str, Optional[str]]:
-    versions: Dict[str, Optional[str]] = {"attn_export": __version__, "python": platform.python_version()}
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {
+        "attn_export": __version__,
+        "python": platform.python_version(),
+    }
     for package in _VERSIONED_PACKAGES:
         try:
             versions[package] = metadata.version(package)
@@ -40,21 +54,21 @@ def package_versions() -> Dict[str, Optional[str]]:
 
 
 def build_manifest(
-    built: "BuiltModel",
-    ref: "ReferenceRun",
-    graph: "ExportedGraph",
+    built: BuiltModel,
+    ref: ReferenceRun,
+    graph: ExportedGraph,
     onnx_bytes: bytes,
-    options: "ExportOptions",
-    trt_verdict: Dict[str, Any],
-    checks: Sequence["BackendCheck"],
-    fp16: Optional["Fp16Stage"],
-    engines: Optional["EngineStage"],
-    tolerance: "Tolerance",
-    timings: Dict[str, float],
-) -> Dict[str, Any]:
+    options: ExportOptions,
+    trt_verdict: dict[str, Any],
+    checks: Sequence[BackendCheck],
+    fp16: Fp16Stage | None,
+    engines: EngineStage | None,
+    tolerance: Tolerance,
+    timings: dict[str, float],
+) -> dict[str, Any]:
     graph_inputs = {i.name for i in graph.model.graph.input}
     all_checks = [*checks, *(engines.checks if engines else [])]
-    manifest: Dict[str, Any] = {
+    manifest: dict[str, Any] = {
         "module": built.name,
         "source": built.target.source,
         "class": built.class_name,
@@ -68,7 +82,10 @@ def build_manifest(
         # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
         "unused_inputs": [n for n in built.input_names if n not in graph_inputs],
         "outputs": _outputs_record(ref),
-        "draws": {"export": ref.draws.export.to_dict(), "verify": [d.to_dict() for d in ref.draws.verify]},
+        "draws": {
+            "export": ref.draws.export.to_dict(),
+            "verify": [d.to_dict() for d in ref.draws.verify],
+        },
         "warnings": list(graph.warnings),
         "onnx": {
             "file": f"{built.name}.onnx",
@@ -81,7 +98,13 @@ def build_manifest(
             "nodes_simplified": graph.nodes_simplified,
             "op_types": sorted({n.op_type for n in graph.model.graph.node}),
         },
-        "tolerance": {"fp32": {"atol": tolerance.atol, "rtol": tolerance.rtol, "max_nrmse": tolerance.max_nrmse}},
+        "tolerance": {
+            "fp32": {
+                "atol": tolerance.atol,
+                "rtol": tolerance.rtol,
+                "max_nrmse": tolerance.max_nrmse,
+            }
+        },
         "trt_parser_check": trt_verdict,
         "fp16": fp16.section if fp16 else None,
         "tensorrt": engines.section if engines else None,
@@ -90,28 +113,30 @@ def build_manifest(
         "timings_s": timings,
         "checks": [c.to_dict() for c in all_checks],
     }
-    manifest["passed"] = all(c.passed for c in all_checks) and (fp16 is None or fp16.passed) and not (
-        engines is not None and engines.missing
+    manifest["passed"] = (
+        all(c.passed for c in all_checks)
+        and (fp16 is None or fp16.passed)
+        and not (engines is not None and engines.missing)
     )
     return manifest
 
 
-def manifest_bytes(manifest: Dict[str, Any]) -> bytes:
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
 
 
-def _inputs_record(built: "BuiltModel") -> List[Dict[str, Any]]:
+def _inputs_record(built: BuiltModel) -> list[dict[str, Any]]:
     profiles = {p.name: p for p in built.profiles}
     records = []
     for name, shape in zip(built.input_names, built.shapes):
-        record: Dict[str, Any] = {"name": name, "shape": list(shape), "dtype": "float32"}
+        record: dict[str, Any] = {"name": name, "shape": list(shape), "dtype": "float32"}
         if name in profiles:
             record["dynamic"] = profiles[name].to_dict()
         records.append(record)
     return records
 
 
-def _outputs_record(ref: "ReferenceRun") -> List[Dict[str, Any]]:
+def _outputs_record(ref: ReferenceRun) -> list[dict[str, Any]]:
     arrays = ref.outputs[ref.draws.export.label]
     return [
         {"name": leaf.name, "path": list(leaf.path), "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -119,7 +144,7 @@ def _outputs_record(ref: "ReferenceRun") -> List[Dict[str, Any]]:
     ]
 
 
-def _weights_record(weights: Optional[Path]) -> Optional[Dict[str, str]]:
+def _weights_record(weights: Path | None) -> dict[str, str] | None:
     return {"file": str(weights), "sha256": file_sha256(Path(weights))} if weights else None
 
 
@@ -128,4 +153,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _command_line() -> str:
-    return " ".join(["attn-export", *sys.argv[1:]]) if sys.argv and "attn" in Path(sys.argv[0]).name else ""
+    return (
+        " ".join(["attn-export", *sys.argv[1:]])
+        if sys.argv and "attn" in Path(sys.argv[0]).name
+        else ""
+    )

@@ -34,9 +34,10 @@ import sys
 import sysconfig
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import onnx
 import onnx.inliner
@@ -65,7 +66,7 @@ class ExportedGraph:
     nodes_simplified: int
     opset: int  # the opset the graph was exported at (dynamo raises < 18 to 18)
     exporter: str = "torchscript"  # the exporter that produced the graph
-    warnings: List[str] = field(default_factory=list)  # one line each, user's file:line where known
+    warnings: list[str] = field(default_factory=list)  # one line each, user's file:line where known
     fallback: str = ""  # why auto left the TorchScript exporter, or empty
 
 
@@ -75,13 +76,13 @@ def input_names_for(count: int) -> list:
 
 def export_to_onnx(
     module: torch.nn.Module,
-    example_inputs: Tuple[torch.Tensor, ...],
+    example_inputs: tuple[torch.Tensor, ...],
     input_names: Sequence[str],
     output_names: Sequence[str] = ("output",),
     opset: int = DEFAULT_OPSET,
     *,
     exporter: str = "auto",
-    dynamic_axes: Optional[DynamicAxes] = None,
+    dynamic_axes: DynamicAxes | None = None,
     simplify: bool = True,
 ) -> ExportedGraph:
     """Export ``module`` at the shapes of ``example_inputs`` (symbolic along ``dynamic_axes``),
@@ -111,7 +112,7 @@ def export_to_onnx(
 
 
 def check_arguments(
-    opset: int, exporter: str, input_names: Sequence[str], dynamic_axes: Optional[DynamicAxes]
+    opset: int, exporter: str, input_names: Sequence[str], dynamic_axes: DynamicAxes | None
 ) -> None:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise UsageError(f"opset {opset} is outside the supported range {MIN_OPSET}-{MAX_OPSET}")
@@ -129,11 +130,11 @@ class _Attempt:
     """One export request; :meth:`run` tries it with one exporter."""
 
     module: torch.nn.Module
-    inputs: Tuple[torch.Tensor, ...]
-    input_names: List[str]
-    output_names: List[str]
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
     opset: int
-    dynamic_axes: Dict[str, Mapping[int, str]]
+    dynamic_axes: dict[str, Mapping[int, str]]
     simplify: bool
 
     def run(self, exporter: str) -> ExportedGraph:
@@ -149,7 +150,7 @@ class _Attempt:
             model, count_nodes(exported), len(model.graph.node), opset, exporter, notes
         )
 
-    def _export(self, exporter: str, opset: int) -> Tuple[onnx.ModelProto, List[str]]:
+    def _export(self, exporter: str, opset: int) -> tuple[onnx.ModelProto, list[str]]:
         export = EXPORT_FUNCTIONS[exporter]
         try:
             return export(
@@ -166,7 +167,7 @@ class _Attempt:
             raise VerificationError(failure_line(LABELS[exporter], error)) from None
 
 
-def opset_notes(requested: int, used: int) -> List[str]:
+def opset_notes(requested: int, used: int) -> list[str]:
     if used == requested:
         return []
     return [f"exported at opset {used}, not {requested}: the dynamo exporter needs >= {used}"]
@@ -177,7 +178,7 @@ def opset_notes(requested: int, used: int) -> List[str]:
 
 def export_torchscript(
     module, inputs, input_names, output_names, opset, dynamic_axes
-) -> Tuple[onnx.ModelProto, List[str]]:
+) -> tuple[onnx.ModelProto, list[str]]:
     buffer = io.BytesIO()
     torch.onnx.export(
         module,
@@ -195,7 +196,7 @@ def export_torchscript(
 
 def export_dynamo(
     module, inputs, input_names, output_names, opset, dynamic_axes
-) -> Tuple[onnx.ModelProto, List[str]]:
+) -> tuple[onnx.ModelProto, list[str]]:
     requested = dynamic_shapes(input_names, dynamic_axes)
     program, shapes = capture(module, two_or_more(inputs, input_names, dynamic_axes), requested)
     onnx_program = torch.onnx.export(
@@ -214,7 +215,7 @@ def export_dynamo(
     return model, refinement_notes(requested, shapes)
 
 
-def capture(module, inputs: tuple, shapes: Optional[tuple]) -> Tuple[Any, Optional[tuple]]:
+def capture(module, inputs: tuple, shapes: tuple | None) -> tuple[Any, tuple | None]:
     """``torch.export`` (non-strict), called directly rather than through torch.onnx's capture,
     which silently makes a specialised dim static. A constraint violation whose suggested fixes
     keep every marked dim symbolic (a divisibility: ``height = 2*_height``) is retried with them."""
@@ -227,7 +228,7 @@ def capture(module, inputs: tuple, shapes: Optional[tuple]) -> Tuple[Any, Option
     return torch.export.export(module, inputs, dynamic_shapes=refined, strict=False), refined
 
 
-def symbolic_fixes(error: Exception, shapes: Optional[tuple]) -> Optional[tuple]:
+def symbolic_fixes(error: Exception, shapes: tuple | None) -> tuple | None:
     """torch.export's suggested fixes, if they leave every marked dim symbolic; else None."""
     from torch.export.dynamic_shapes import refine_dynamic_shapes_from_suggested_fixes
 
@@ -243,7 +244,7 @@ def symbolic_fixes(error: Exception, shapes: Optional[tuple]) -> Optional[tuple]
     return None if static else tuple(refined)
 
 
-def refinement_notes(requested: Optional[tuple], used: Optional[tuple]) -> List[str]:
+def refinement_notes(requested: tuple | None, used: tuple | None) -> list[str]:
     """``the dynamo graph assumes height = 2*_height`` for each dim the capture refined."""
     pairs = zip(requested or (), used or ())
     return [
@@ -271,13 +272,13 @@ def rename_input_dims(model: onnx.ModelProto, dynamic_axes: DynamicAxes) -> None
                 dim.dim_param = renames[dim.dim_param]
 
 
-EXPORT_FUNCTIONS: Dict[str, Callable[..., Tuple[onnx.ModelProto, List[str]]]] = {
+EXPORT_FUNCTIONS: dict[str, Callable[..., tuple[onnx.ModelProto, list[str]]]] = {
     "torchscript": export_torchscript,
     "dynamo": export_dynamo,
 }
 
 
-def dynamic_shapes(input_names: Sequence[str], dynamic_axes: DynamicAxes) -> Optional[tuple]:
+def dynamic_shapes(input_names: Sequence[str], dynamic_axes: DynamicAxes) -> tuple | None:
     """``torch.export`` dynamic shapes, one ``Dim`` per symbol: inputs sharing a symbol share it."""
     if not dynamic_axes:
         return None
@@ -292,7 +293,7 @@ def dynamic_shapes(input_names: Sequence[str], dynamic_axes: DynamicAxes) -> Opt
 
 
 def two_or_more(
-    inputs: Tuple[torch.Tensor, ...], input_names: Sequence[str], dynamic_axes: DynamicAxes
+    inputs: tuple[torch.Tensor, ...], input_names: Sequence[str], dynamic_axes: DynamicAxes
 ) -> tuple:
     """torch.export specialises dims of size 1 (and size-1 examples make ops like matmul guard on
     ``dim == 1``), so a dynamic dim of size 1 is doubled for the capture; the graph is symbolic
@@ -430,7 +431,7 @@ LIBC = ctypes.CDLL(None) if os.name == "posix" else None
 # --- user-facing lines: warnings and failures -------------------------------------------------
 
 
-def _library_roots() -> Tuple[str, ...]:
+def _library_roots() -> tuple[str, ...]:
     roots = [sysconfig.get_paths()["stdlib"]]
     for package in ("torch", "onnx", "onnxscript", "onnx_ir", "onnxsim", "sympy", "functorch"):
         spec = importlib.util.find_spec(package)
@@ -457,9 +458,9 @@ def where(filename: str, lineno: int) -> str:
     return f"{Path(filename).name}:{lineno}" + (f": {code}" if code else "")
 
 
-def user_warnings(records: Sequence[warnings.WarningMessage]) -> List[str]:
+def user_warnings(records: Sequence[warnings.WarningMessage]) -> list[str]:
     """Tracer warnings and warnings raised in the user's code, one line each, deduplicated."""
-    lines: List[str] = []
+    lines: list[str] = []
     for record in records:
         in_user_code = is_user_file(record.filename)
         if not (in_user_code or issubclass(record.category, torch.jit.TracerWarning)):
@@ -500,7 +501,7 @@ def failure_line(label: str, error: BaseException) -> str:
     return f"the {label} exporter {what}" + (f" ({location})" if location else "") + f": {reason}"
 
 
-def exception_chain(error: BaseException) -> List[BaseException]:
+def exception_chain(error: BaseException) -> list[BaseException]:
     """The error and its explicit causes (``raise ... from``), outermost first."""
     chain = [error]
     while chain[-1].__cause__ is not None and len(chain) < 16:
@@ -515,7 +516,7 @@ def traceback_frames(error: BaseException) -> Iterator:
         tb = tb.tb_next
 
 
-def jit_node(chain: Sequence[BaseException]) -> Optional[torch._C.Node]:
+def jit_node(chain: Sequence[BaseException]) -> torch._C.Node | None:
     """The TorchScript node whose ONNX conversion failed: a local of the failing frames."""
     for error in chain:
         for frame, _ in reversed(list(traceback_frames(error))):
@@ -527,7 +528,7 @@ def jit_node(chain: Sequence[BaseException]) -> Optional[torch._C.Node]:
     return None
 
 
-def source_from_jit_node(node: torch._C.Node) -> Optional[str]:
+def source_from_jit_node(node: torch._C.Node) -> str | None:
     """The innermost user frame of the node's recorded call stack (``path(line): fn`` lines)."""
     for match in re.finditer(r"^(.+?)\((\d+)\): \w+$", node.sourceRange(), re.MULTILINE):
         if is_user_file(match.group(1)):
@@ -535,7 +536,7 @@ def source_from_jit_node(node: torch._C.Node) -> Optional[str]:
     return None
 
 
-def source_from_frames(chain: Sequence[BaseException]) -> Optional[str]:
+def source_from_frames(chain: Sequence[BaseException]) -> str | None:
     """The innermost user frame on the stack when an error was raised (tracing, non-strict export)."""
     for error in reversed(chain):
         user = [
@@ -548,7 +549,7 @@ def source_from_frames(chain: Sequence[BaseException]) -> Optional[str]:
     return None
 
 
-def source_from_text(chain: Sequence[BaseException]) -> Optional[str]:
+def source_from_text(chain: Sequence[BaseException]) -> str | None:
     """A user frame quoted in a message (``File "x.py", line 4``), innermost last."""
     for error in reversed(chain):
         quoted = [
@@ -561,7 +562,7 @@ def source_from_text(chain: Sequence[BaseException]) -> Optional[str]:
     return None
 
 
-def operator_in(chain: Sequence[BaseException]) -> Optional[str]:
+def operator_in(chain: Sequence[BaseException]) -> str | None:
     """An ATen operator named in a message's first line (``aten::unfold``, ``aten.unfold.default``)."""
     for error in reversed(chain):
         match = re.search(
@@ -572,7 +573,7 @@ def operator_in(chain: Sequence[BaseException]) -> Optional[str]:
     return None
 
 
-def constraint_violation(chain: Sequence[BaseException]) -> Optional[str]:
+def constraint_violation(chain: Sequence[BaseException]) -> str | None:
     """``'batch' dynamic: the model specialises it to 2`` for torch.export's constraint errors,
     or ``...: the model needs (height % 2) == 0`` for a guard on a marked dim."""
     for error in chain:

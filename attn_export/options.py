@@ -1,19 +1,21 @@
 """What an export run is asked to do, and the checks on it that run before any work."""
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from .errors import UsageError
-from .parsing import shapes_text
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .parsing import shapes_text
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 DEFAULT_OUT_DIR = Path("attn_export_out")
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_VERIFY_DRAWS = 4
@@ -23,44 +25,54 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 @dataclass
 class ExportOptions:
     shapes: Sequence[Shape] = ()
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    weights: Optional[Path] = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: Path | None = None
     out_dir: Path = DEFAULT_OUT_DIR
     opset: int = DEFAULT_OPSET
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
+    atol: float | None = None
+    rtol: float | None = None
     trt: bool = False
     fp16: bool = False
     seed: int = 0
-    threads: Optional[int] = None
+    threads: int | None = None
     nhwc: bool = False
     exporter: str = "auto"
-    name: Optional[str] = None  # artifact base name (default: registry name or the model's class)
+    name: str | None = None  # artifact base name (default: registry name or the model's class)
     inputs: Sequence[Path] = ()  # .npz files with the user's own inputs: verified, and drive --fp16
     verify_draws: int = DEFAULT_VERIFY_DRAWS  # fresh random draws at the export shapes
     dynamic: Sequence[str] = ()  # axes left symbolic: batch, height, width, tokens
     min_shapes: Sequence[Shape] = ()
     opt_shapes: Sequence[Shape] = ()
     max_shapes: Sequence[Shape] = ()
-    fp16_scales: Optional[Sequence[float]] = None  # input scales of the fp16 check (default 1, 10, 100)
+    fp16_scales: Sequence[float] | None = (
+        None  # input scales of the fp16 check (default 1, 10, 100)
+    )
 
 
 def validate_options(options: ExportOptions) -> None:
     if not MIN_OPSET <= options.opset <= MAX_OPSET:
-        raise UsageError(f"--opset {options.opset} is outside the supported range {MIN_OPSET}-{MAX_OPSET}")
+        raise UsageError(
+            f"--opset {options.opset} is outside the supported range {MIN_OPSET}-{MAX_OPSET}"
+        )
     for label, value in (("--atol", options.atol), ("--rtol", options.rtol)):
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise UsageError(f"{label} must be a finite number >= 0, got {value}")
     if options.exporter not in EXPORTERS:
         raise UsageError(f"--exporter {options.exporter!r}: choose one of {', '.join(EXPORTERS)}")
     if options.name is not None and not _SAFE_NAME.match(options.name):
-        raise UsageError(f"--name {options.name!r}: use letters, digits, '_', '-' and '.' (it names files)")
-    if options.fp16_scales is not None and not all(np.isfinite(s) and s > 0 for s in options.fp16_scales):
+        raise UsageError(
+            f"--name {options.name!r}: use letters, digits, '_', '-' and '.' (it names files)"
+        )
+    if options.fp16_scales is not None and not all(
+        np.isfinite(s) and s > 0 for s in options.fp16_scales
+    ):
         raise UsageError("--fp16-scales must be positive numbers, e.g. 1,10,100")
     if options.verify_draws < 1:
         raise UsageError("at least one fresh verification draw is needed")
     if (options.min_shapes or options.opt_shapes or options.max_shapes) and not options.dynamic:
-        raise UsageError("--min-shape/--opt-shape/--max-shape describe a dynamic profile: give --dynamic too")
+        raise UsageError(
+            "--min-shape/--opt-shape/--max-shape describe a dynamic profile: give --dynamic too"
+        )
     check_out_dir(Path(options.out_dir))
 
 
@@ -74,19 +86,25 @@ def prepare_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"cannot create --out folder {str(out)!r}: {error.strerror or error}") from None
+        raise UsageError(
+            f"cannot create --out folder {str(out)!r}: {error.strerror or error}"
+        ) from None
     probe = out / ".attn-export-write-test"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise UsageError(f"cannot write into --out folder {str(out)!r}: {error.strerror or error}") from None
+        raise UsageError(
+            f"cannot write into --out folder {str(out)!r}: {error.strerror or error}"
+        ) from None
 
 
-def check_output_file(path: Path, flag: str, suffix: Optional[str] = None) -> None:
+def check_output_file(path: Path, flag: str, suffix: str | None = None) -> None:
     """Before a long run: a file option must name a file that can be written."""
     if suffix and path.suffix.lower() != suffix:
-        raise UsageError(f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix} (got {str(path)!r})")
+        raise UsageError(
+            f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix} (got {str(path)!r})"
+        )
     if path.is_dir():
         raise UsageError(f"{flag} {str(path)!r} is a folder, not a file")
     parent = path.parent

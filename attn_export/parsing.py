@@ -1,10 +1,12 @@
 """Parsers for the command line's ``--shape`` and ``--set`` values."""
+
 from __future__ import annotations
 
 import ast
 import json
 import re
-from typing import Any, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import UsageError
 
@@ -23,16 +25,20 @@ def shapes_text(shapes: Sequence[Sequence[int]]) -> str:
     return " ".join(shape_text(s) for s in shapes)
 
 
-def parse_shape(text: str) -> Tuple[int, ...]:
+def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,512,7,7"`` (also ``1x512x7x7`` or ``[1, 512, 7, 7]``) -> ``(1, 512, 7, 7)``."""
     body = text.strip().strip("[]()")
     parts = [p.strip() for p in re.split(r"[,x×]", body)] if body else []
     if not parts or any(p == "" for p in parts):
-        raise UsageError(f"--shape {text!r}: expected comma-separated positive integers, e.g. 1,512,7,7")
+        raise UsageError(
+            f"--shape {text!r}: expected comma-separated positive integers, e.g. 1,512,7,7"
+        )
     dims = []
     for part in parts:
         if not re.fullmatch(r"[+-]?\d+", part):
-            raise UsageError(f"--shape {text!r}: {part!r} is not an integer; expected e.g. 1,512,7,7")
+            raise UsageError(
+                f"--shape {text!r}: {part!r} is not an integer; expected e.g. 1,512,7,7"
+            )
         value = int(part)
         if value <= 0:
             raise UsageError(f"--shape {text!r}: dimensions must be positive, got {value}")
@@ -47,21 +53,25 @@ def parse_shape(text: str) -> Tuple[int, ...]:
 AXES = ("batch", "height", "width", "tokens")
 
 
-def parse_axes(text: str) -> Tuple[str, ...]:
+def parse_axes(text: str) -> tuple[str, ...]:
     """``"batch,height"`` -> ``("batch", "height")``."""
     axes = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
     unknown = [a for a in axes if a not in AXES]
     if not axes or unknown:
-        raise UsageError(f"--dynamic {text!r}: expected a comma-separated subset of {', '.join(AXES)}")
+        raise UsageError(
+            f"--dynamic {text!r}: expected a comma-separated subset of {', '.join(AXES)}"
+        )
     return axes
 
 
-def parse_scales(text: str) -> Tuple[float, ...]:
+def parse_scales(text: str) -> tuple[float, ...]:
     """``"1,10,100"`` -> ``(1.0, 10.0, 100.0)``."""
     try:
         scales = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise UsageError(f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100") from None
+        raise UsageError(
+            f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100"
+        ) from None
     if not scales:
         raise UsageError(f"--fp16-scales {text!r}: expected comma-separated numbers, e.g. 1,10,100")
     return scales  # positive and finite: checked with every other option (options.validate_options)
@@ -82,12 +92,14 @@ def parse_value(text: str) -> Any:
         return stripped
 
 
-def parse_assignment(text: str) -> Tuple[str, Any]:
+def parse_assignment(text: str) -> tuple[str, Any]:
     """``"kernels=[1,3]"`` -> ``("kernels", [1, 3])``."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not _NAME.match(key):
-        raise UsageError(f"--set {text!r}: expected KEY=VALUE with a Python identifier as KEY, e.g. reduction=8")
+        raise UsageError(
+            f"--set {text!r}: expected KEY=VALUE with a Python identifier as KEY, e.g. reduction=8"
+        )
     if value.strip() == "":
         raise UsageError(f"--set {text!r}: the value is empty")
     return key, parse_value(value)

@@ -7,13 +7,15 @@ verified in memory (TensorRT engines are built from the graph's bytes) and writt
 the end under temporary names that are then renamed, so a failed or interrupted run leaves
 earlier artifacts as they were and the manifest is never rewritten.
 """
+
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,13 +38,27 @@ from .draws import (
 )
 from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points, resolve_profiles
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
-from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
 from .manifest import artifact_name, build_manifest, manifest_bytes
+from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
+from .options import (
+    DEFAULT_OUT_DIR,
+    ExportOptions,
+    check_input_memory,
+    prepare_out_dir,
+    validate_options,
+)
 from .parsing import shape_text, shapes_text
-from .options import DEFAULT_OUT_DIR, ExportOptions, check_input_memory, prepare_out_dir, validate_options
 from .structure import FlatOutputs, OutputLeaf, flatten_outputs, output_leaves
-from .target import Shape, Target, build_module, forward_parameter_names, module_target, resolve_shapes, resolve_target
+from .target import (
+    Shape,
+    Target,
+    build_module,
+    forward_parameter_names,
+    module_target,
+    resolve_shapes,
+    resolve_target,
+)
 from .weights import load_weights, redraw_zero_parameters
 
 Reporter = Callable[[str], None]
@@ -55,7 +71,7 @@ class Timer:
 
     def __init__(self, report: Reporter) -> None:
         self.report = report
-        self.seconds: Dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
 
     def step(self, label: str, started: float, detail: str = "") -> None:
         elapsed = time.perf_counter() - started
@@ -72,29 +88,31 @@ class BuiltModel:
     name: str
     module: nn.Module  # what is exported (wrapped for --nhwc)
     class_name: str
-    kwargs: Dict[str, Any]
-    input_names: List[str]
-    shapes: List[Shape]  # the export shapes (opt of a dynamic profile)
-    profiles: List[InputProfile] = field(default_factory=list)
-    user_draws: List[InputDraw] = field(default_factory=list)
-    redrawn: List[str] = field(default_factory=list)  # zero-initialised parameters given random values
+    kwargs: dict[str, Any]
+    input_names: list[str]
+    shapes: list[Shape]  # the export shapes (opt of a dynamic profile)
+    profiles: list[InputProfile] = field(default_factory=list)
+    user_draws: list[InputDraw] = field(default_factory=list)
+    redrawn: list[str] = field(
+        default_factory=list
+    )  # zero-initialised parameters given random values
 
 
 @dataclass
 class ReferenceRun:
     draws: DrawSet
-    leaves: List[OutputLeaf]
-    outputs: Dict[str, List[np.ndarray]]  # draw label -> outputs in leaf order
+    leaves: list[OutputLeaf]
+    outputs: dict[str, list[np.ndarray]]  # draw label -> outputs in leaf order
     pristine: nn.Module  # a copy made before any forward ran: what the exporter traces
 
     @property
-    def output_names(self) -> List[str]:
+    def output_names(self) -> list[str]:
         return [leaf.name for leaf in self.leaves]
 
 
 @dataclass
 class Fp16Stage:
-    section: Dict[str, Any]
+    section: dict[str, Any]
     model_bytes: bytes
 
     @property
@@ -104,10 +122,10 @@ class Fp16Stage:
 
 @dataclass
 class EngineStage:
-    section: Dict[str, Any]
-    checks: List[BackendCheck]
-    engines: Dict[str, bytes]  # file name -> engine bytes that passed
-    missing: Optional[str] = None  # why no engine was built (TensorRT or CUDA absent)
+    section: dict[str, Any]
+    checks: list[BackendCheck]
+    engines: dict[str, bytes]  # file name -> engine bytes that passed
+    missing: str | None = None  # why no engine was built (TensorRT or CUDA absent)
 
 
 @dataclass
@@ -115,10 +133,10 @@ class ExportResult:
     name: str
     onnx_path: Path
     manifest_path: Path
-    manifest: Dict[str, Any]
-    written: List[Path] = field(default_factory=list)  # every file this run wrote
+    manifest: dict[str, Any]
+    written: list[Path] = field(default_factory=list)  # every file this run wrote
     # The live objects behind the manifest, for callers that go on to time or re-run them.
-    runners: Dict[str, Any] = field(default_factory=dict, repr=False)
+    runners: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -128,17 +146,19 @@ class ExportResult:
 # ----------------------------------------------------------------------------- stages
 
 
-def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
+def build(target: str | nn.Module, options: ExportOptions) -> BuiltModel:
     """Stage 1: the module with its weights, input names and (profile) shapes."""
     resolved = resolve_target(target) if isinstance(target, str) else module_target(target)
     module, kwargs = build_module(resolved, dict(options.kwargs), options.seed)
-    redrawn: List[str] = []
+    redrawn: list[str] = []
     if options.weights is not None:
         load_weights(module, Path(options.weights))
     elif resolved.source != "python object":
         redrawn = redraw_zero_parameters(module, options.seed)
     class_name = type(module).__name__
-    input_names_guess = input_names_for(len(resolved.default_shapes)) if resolved.default_shapes else None
+    input_names_guess = (
+        input_names_for(len(resolved.default_shapes)) if resolved.default_shapes else None
+    )
     user_draws = _user_draws(options, module, input_names_guess)
     shapes = _shapes(resolved, options, module, user_draws)
     if options.nhwc:
@@ -147,8 +167,17 @@ def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
     check_input_memory(shapes)
     input_names = input_names_for(len(shapes))
     name = artifact_name(options.name, resolved.name, class_name)
-    built = BuiltModel(resolved, name, module, class_name, kwargs, input_names, list(shapes), user_draws=user_draws,
-                       redrawn=redrawn)
+    built = BuiltModel(
+        resolved,
+        name,
+        module,
+        class_name,
+        kwargs,
+        input_names,
+        list(shapes),
+        user_draws=user_draws,
+        redrawn=redrawn,
+    )
     built.profiles = _profiles(built, options)
     if built.profiles:
         check_input_memory([p.max for p in built.profiles])
@@ -156,33 +185,45 @@ def build(target: Union[str, nn.Module], options: ExportOptions) -> BuiltModel:
     return built
 
 
-def _user_draws(options: ExportOptions, module: nn.Module, input_names: Optional[List[str]]) -> List[InputDraw]:
+def _user_draws(
+    options: ExportOptions, module: nn.Module, input_names: list[str] | None
+) -> list[InputDraw]:
     if not options.inputs:
         return []
     parameters = forward_parameter_names(module)
     count = len(input_names) if input_names else max(1, len(parameters))
     names = input_names or input_names_for(count)
-    return [load_user_inputs(Path(path), names, parameters[: len(names)]) for path in options.inputs]
+    return [
+        load_user_inputs(Path(path), names, parameters[: len(names)]) for path in options.inputs
+    ]
 
 
-def _shapes(target: Target, options: ExportOptions, module: nn.Module, user_draws: List[InputDraw]) -> List[Shape]:
+def _shapes(
+    target: Target, options: ExportOptions, module: nn.Module, user_draws: list[InputDraw]
+) -> list[Shape]:
     if not options.shapes and user_draws and target.default_shapes is None:
-        return [tuple(a.shape) for a in user_draws[0].arrays]  # a user's model: shapes from its inputs
+        return [
+            tuple(a.shape) for a in user_draws[0].arrays
+        ]  # a user's model: shapes from its inputs
     return resolve_shapes(target, options.shapes, module, nhwc=options.nhwc)
 
 
-def _profiles(built: BuiltModel, options: ExportOptions) -> List[InputProfile]:
+def _profiles(built: BuiltModel, options: ExportOptions) -> list[InputProfile]:
     if not options.dynamic:
         return []
     spec = built.target.spec
     if spec is not None:
         check_axes_allowed(built.name, options.dynamic, spec.dynamic, spec.fixed_because)
     layout = "NHWC" if options.nhwc else (spec.layout if spec else "NCHW")
-    registry_axes = None if (spec is None or options.nhwc or spec.input_axes is None) else spec.input_axes
+    registry_axes = (
+        None if (spec is None or options.nhwc or spec.input_axes is None) else spec.input_axes
+    )
     maps = axis_maps(built.shapes, registry_axes, layout)
     smallest = spec.min_spatial_for(built.kwargs) if spec else 1
     given = {"min": options.min_shapes, "opt": options.opt_shapes, "max": options.max_shapes}
-    return resolve_profiles(built.input_names, built.shapes, options.dynamic, maps, _multiple(built), given, smallest)
+    return resolve_profiles(
+        built.input_names, built.shapes, options.dynamic, maps, _multiple(built), given, smallest
+    )
 
 
 def _check_user_draw_shapes(built: BuiltModel) -> None:
@@ -192,25 +233,31 @@ def _check_user_draw_shapes(built: BuiltModel) -> None:
         for name, shape, array in zip(built.input_names, built.shapes, draw.arrays):
             profile = profiles.get(name)
             if not _fits(array.shape, shape, profile):
-                allowed = f"{shape_text(profile.min)} to {shape_text(profile.max)}" if profile else shape_text(shape)
+                allowed = (
+                    f"{shape_text(profile.min)} to {shape_text(profile.max)}"
+                    if profile
+                    else shape_text(shape)
+                )
                 raise UsageError(
                     f"--inputs {draw.label}: {name} has shape {shape_text(array.shape)}, the graph takes {allowed}"
                     + ("" if profile else " (see --shape, or --dynamic for other sizes)")
                 )
 
 
-def _fits(shape: Sequence[int], export_shape: Shape, profile: Optional[InputProfile]) -> bool:
+def _fits(shape: Sequence[int], export_shape: Shape, profile: InputProfile | None) -> bool:
     if profile is None:
         return tuple(shape) == tuple(export_shape)
-    return len(shape) == len(export_shape) and all(lo <= d <= hi for d, lo, hi in zip(shape, profile.min, profile.max))
+    return len(shape) == len(export_shape) and all(
+        lo <= d <= hi for d, lo, hi in zip(shape, profile.min, profile.max)
+    )
 
 
 def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
     """Stage 2: PyTorch on every draw, on a copy, so that the exporter traces an untouched model."""
     pristine = _copy_of(built.module)
     draws = DrawSet(export_draw(built.shapes, options.seed), _verify_draws(built, options))
-    outputs: Dict[str, List[np.ndarray]] = {}
-    leaves: Optional[List[OutputLeaf]] = None
+    outputs: dict[str, list[np.ndarray]] = {}
+    leaves: list[OutputLeaf] | None = None
     for draw in draws.all:
         result = _torch_forward(built.module, draw, built)
         if leaves is None:
@@ -223,17 +270,23 @@ def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
 def _copy_of(module: nn.Module) -> nn.Module:
     try:
         return copy.deepcopy(module)
-    except Exception as error:  # a model holding something uncopyable: say so rather than trace a used one
-        raise UsageError(f"cannot copy the model before its reference run ({first_line(error)})") from None
+    except (
+        Exception
+    ) as error:  # a model holding something uncopyable: say so rather than trace a used one
+        raise UsageError(
+            f"cannot copy the model before its reference run ({first_line(error)})"
+        ) from None
 
 
-def _verify_draws(built: BuiltModel, options: ExportOptions) -> List[InputDraw]:
+def _verify_draws(built: BuiltModel, options: ExportOptions) -> list[InputDraw]:
     draws = fresh_draws(built.shapes, options.seed, count=options.verify_draws)
     if built.profiles:
         points = profile_points(built.profiles, built.shapes, built.input_names, _multiple(built))
         for index, (label, shapes) in enumerate(points):
             if label != "opt":
-                draws += fresh_draws(shapes, options.seed + 100 * (index + 1), count=1, point=label, first_kind=index)
+                draws += fresh_draws(
+                    shapes, options.seed + 100 * (index + 1), count=1, point=label, first_kind=index
+                )
     return draws + built.user_draws
 
 
@@ -245,13 +298,17 @@ def _multiple(built: BuiltModel) -> int:
 def _torch_forward(module: nn.Module, draw: InputDraw, built: BuiltModel) -> Any:
     args = [torch.from_numpy(np.ascontiguousarray(a)) for a in draw.arrays]
     try:
-        with torch.no_grad():  # not inference_mode: tensors a model caches must stay usable by the tracer
+        with (
+            torch.no_grad()
+        ):  # not inference_mode: tensors a model caches must stay usable by the tracer
             return module(*args)
     except MemoryError:
         raise
     except Exception as error:  # a shape the module cannot take: the user's input
         shapes = shapes_text([a.shape for a in draw.arrays])
-        raise UsageError(f"{built.name} cannot take input shape {shapes} ({draw.label}): {first_line(error)}") from None
+        raise UsageError(
+            f"{built.name} cannot take input shape {shapes} ({draw.label}): {first_line(error)}"
+        ) from None
 
 
 def export_graph(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -> ExportedGraph:
@@ -259,8 +316,13 @@ def export_graph(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -
     example = tuple(torch.from_numpy(a) for a in ref.draws.export.arrays)
     dynamic_axes = {p.name: dict(p.axes) for p in built.profiles} or None
     graph = export_to_onnx(
-        FlatOutputs(ref.pristine).eval(), example, built.input_names, ref.output_names, options.opset,
-        exporter=options.exporter, dynamic_axes=dynamic_axes,
+        FlatOutputs(ref.pristine).eval(),
+        example,
+        built.input_names,
+        ref.output_names,
+        options.opset,
+        exporter=options.exporter,
+        dynamic_axes=dynamic_axes,
     )
     _record_export_shapes(graph, built)
     return graph
@@ -271,10 +333,14 @@ def _record_export_shapes(graph: ExportedGraph, built: BuiltModel) -> None:
     from .trt_check import record_export_shapes
 
     if built.profiles:
-        record_export_shapes(graph.model, {n: list(s) for n, s in zip(built.input_names, built.shapes)})
+        record_export_shapes(
+            graph.model, {n: list(s) for n, s in zip(built.input_names, built.shapes)}
+        )
 
 
-def static_checks(model: onnx.ModelProto, file_name: str, required: bool, report: Reporter) -> Dict[str, Any]:
+def static_checks(
+    model: onnx.ModelProto, file_name: str, required: bool, report: Reporter
+) -> dict[str, Any]:
     """Stage 4: TensorRT parser prediction and dynamic-shape hazards: fatal under --trt, else a warning.
 
     (Without --trt the verification at the profile's corners is the judge of a dynamic graph.)
@@ -284,8 +350,14 @@ def static_checks(model: onnx.ModelProto, file_name: str, required: bool, report
     verdict = check_model(model).to_dict()
     errors = [f for f in verdict["findings"] if f["severity"] == "error"]
     if errors:
-        first = min(errors, key=lambda f: f["rule"] not in DYNAMIC_RULES)  # a baked size says the most
-        problem = "runs only at its export sizes" if first["rule"] in DYNAMIC_RULES else "would be rejected by TensorRT's parser"
+        first = min(
+            errors, key=lambda f: f["rule"] not in DYNAMIC_RULES
+        )  # a baked size says the most
+        problem = (
+            "runs only at its export sizes"
+            if first["rule"] in DYNAMIC_RULES
+            else "would be rejected by TensorRT's parser"
+        )
         text = f"{file_name} {problem}: {first['op_type']} {first.get('node') or ''} ({first['rule']}): {first['message']}"
         if required:
             raise VerificationError(text)
@@ -293,8 +365,13 @@ def static_checks(model: onnx.ModelProto, file_name: str, required: bool, report
     return verdict
 
 
-def verify(onnx_bytes: bytes, built: BuiltModel, ref: ReferenceRun, tolerance: tolerances.Tolerance,
-           threads: Optional[int]) -> tuple:
+def verify(
+    onnx_bytes: bytes,
+    built: BuiltModel,
+    ref: ReferenceRun,
+    tolerance: tolerances.Tolerance,
+    threads: int | None,
+) -> tuple:
     """Stage 5: ONNX Runtime against PyTorch on every verification draw (never the export draw)."""
     backend = OnnxRuntimeBackend(onnx_bytes, threads=threads)
     checks = []
@@ -302,16 +379,27 @@ def verify(onnx_bytes: bytes, built: BuiltModel, ref: ReferenceRun, tolerance: t
         try:
             actual = backend.run(draw.feeds(built.input_names))
         except Exception as error:  # e.g. a baked size that breaks at another batch
-            raise VerificationError(f"onnxruntime cannot run the graph on {draw.label}: {first_line(error)}") from None
-        checks.append(compare(backend.name, ref.outputs[draw.label], actual, tolerance, ref.output_names, draw.label))
+            raise VerificationError(
+                f"onnxruntime cannot run the graph on {draw.label}: {first_line(error)}"
+            ) from None
+        checks.append(
+            compare(
+                backend.name,
+                ref.outputs[draw.label],
+                actual,
+                tolerance,
+                ref.output_names,
+                draw.label,
+            )
+        )
     return checks, backend
 
 
 @dataclass
 class Fp16Draws:
-    tuning: List[InputDraw]
-    checks: List[InputDraw]
-    corners_skipped: List[str]  # profile points verified in fp32 only (too large to simulate)
+    tuning: list[InputDraw]
+    checks: list[InputDraw]
+    corners_skipped: list[str]  # profile points verified in fp32 only (too large to simulate)
     has_user_inputs: bool
 
 
@@ -332,32 +420,42 @@ def fp16_draws(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -> 
             skipped.append(corner.point)
             continue
         seed = options.seed + FP16_CHECK_SEED_OFFSETS[-1] + 100 + index
-        checks += normal_draws([a.shape for a in corner.arrays], [seed], "fp16 check", point=corner.point)
+        checks += normal_draws(
+            [a.shape for a in corner.arrays], [seed], "fp16 check", point=corner.point
+        )
     return Fp16Draws(tuning, checks, skipped, bool(user))
 
 
-def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, options: ExportOptions,
-               report: Reporter) -> Fp16Stage:
+def fp16_stage(
+    graph: ExportedGraph,
+    built: BuiltModel,
+    ref: ReferenceRun,
+    options: ExportOptions,
+    report: Reporter,
+) -> Fp16Stage:
     """Stage 6: the fp16 graph, tuned on some draws and judged on others."""
     from .fp16 import Draw, convert_to_fp16
 
-    def as_fp16_draws(draws: Sequence[InputDraw]) -> List[Draw]:
+    def as_fp16_draws(draws: Sequence[InputDraw]) -> list[Draw]:
         return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
 
     draws = fp16_draws(built, ref, options)
     skipped = draws.corners_skipped
     scales = options.fp16_scales or ((1.0,) if draws.has_user_inputs else None)
     kwargs = {"scales": tuple(scales)} if scales else {}
-    result = convert_to_fp16(graph.model, as_fp16_draws(draws.tuning), as_fp16_draws(draws.checks), **kwargs)
+    result = convert_to_fp16(
+        graph.model, as_fp16_draws(draws.tuning), as_fp16_draws(draws.checks), **kwargs
+    )
     section = result.to_dict()
     if skipped:
         section["corners_checked_in_fp32_only"] = {
             "points": skipped,
             "why": f"inputs over {FP16_CORNER_MAX_GROWTH}x the export inputs: the storage simulation keeps every"
-                   " intermediate tensor (mobilevit at its max corner took over 19 GB)",
+            " intermediate tensor (mobilevit at its max corner took over 19 GB)",
         }
-    section["trt_parser_check"] = static_checks(result.model, f"{built.name}.fp16.onnx",
-                                                options.trt, report)
+    section["trt_parser_check"] = static_checks(
+        result.model, f"{built.name}.fp16.onnx", options.trt, report
+    )
     return Fp16Stage(section, result.model.SerializeToString(deterministic=True))
 
 
@@ -366,8 +464,14 @@ def fp16_stage(graph: ExportedGraph, built: BuiltModel, ref: ReferenceRun, optio
 FP16_CORNER_MAX_GROWTH = 4
 
 
-def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel, ref: ReferenceRun,
-                 options: ExportOptions, timer: Timer) -> EngineStage:
+def engine_stage(
+    onnx_bytes: bytes,
+    fp16: Fp16Stage | None,
+    built: BuiltModel,
+    ref: ReferenceRun,
+    options: ExportOptions,
+    timer: Timer,
+) -> EngineStage:
     """Stage 7: TensorRT engines built from the graphs' bytes, checked on every verification draw."""
     from .backends import tensorrt as trt_backend
 
@@ -379,17 +483,31 @@ def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel
     if fp16 is not None:
         builds.append(("fp16", fp16.model_bytes, f"{built.name}.fp16.engine", tolerances.FP16))
     cache_dir = Path(options.out_dir) / ".engine-cache"
-    section: Dict[str, Any] = {"status": "run", "engines": []}
-    checks: List[BackendCheck] = []
-    engines: Dict[str, bytes] = {}
+    section: dict[str, Any] = {"status": "run", "engines": []}
+    checks: list[BackendCheck] = []
+    engines: dict[str, bytes] = {}
     for precision, graph_bytes, file_name, tolerance in builds:
         started = time.perf_counter()
-        engine, info = trt_backend.build_engine(graph_bytes, precision=precision, profile=profile,
-                                                timing_cache=Path(options.out_dir) / "trt.timing.cache", cache_dir=cache_dir)
+        engine, info = trt_backend.build_engine(
+            graph_bytes,
+            precision=precision,
+            profile=profile,
+            timing_cache=Path(options.out_dir) / "trt.timing.cache",
+            cache_dir=cache_dir,
+        )
         backend = trt_backend.TensorRTBackend(engine, precision=precision)
         try:
-            ours = [compare(backend.name, ref.outputs[d.label], backend.run(d.feeds(built.input_names)), tolerance,
-                            ref.output_names, d.label) for d in ref.draws.verify]
+            ours = [
+                compare(
+                    backend.name,
+                    ref.outputs[d.label],
+                    backend.run(d.feeds(built.input_names)),
+                    tolerance,
+                    ref.output_names,
+                    d.label,
+                )
+                for d in ref.draws.verify
+            ]
         finally:
             backend.close()  # free GPU memory before the next build
         passed = all(c.passed for c in ours)
@@ -397,14 +515,21 @@ def engine_stage(onnx_bytes: bytes, fp16: Optional[Fp16Stage], built: BuiltModel
         section["engines"].append({**info.to_dict(), "file": file_name, "passed": passed})
         if passed:
             engines[file_name] = engine
-        timer.step(f"trt-{precision}", started, _checks_text(ours) + (" (engine cache hit)" if info.cache_hit else ""))
+        timer.step(
+            f"trt-{precision}",
+            started,
+            _checks_text(ours) + (" (engine cache hit)" if info.cache_hit else ""),
+        )
     return EngineStage(section, checks, engines)
 
 
-def write_artifacts(out_dir: Path, files: Dict[str, bytes]) -> None:
+def write_artifacts(out_dir: Path, files: dict[str, bytes]) -> None:
     """Stage 8: every file under a temporary name first, then renamed together under a folder lock."""
     with TempFiles() as temps:
-        staged = [(temps.write_bytes(out_dir / name, data), out_dir / name) for name, data in files.items()]
+        staged = [
+            (temps.write_bytes(out_dir / name, data), out_dir / name)
+            for name, data in files.items()
+        ]
         with folder_lock(out_dir):
             for temp, destination in staged:
                 temps.commit(temp, destination)
@@ -413,7 +538,9 @@ def write_artifacts(out_dir: Path, files: Dict[str, bytes]) -> None:
 # ----------------------------------------------------------------------------- the job
 
 
-def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Reporter = print) -> ExportResult:
+def run_export(
+    target: str | nn.Module, options: ExportOptions, report: Reporter = print
+) -> ExportResult:
     """Export, verify and write the artifacts of one model. Raises on any failure.
 
     A failed fp32 check writes nothing. A failed fp16 check or TensorRT engine still writes
@@ -426,7 +553,11 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
     out_dir = Path(options.out_dir)
     prepare_out_dir(out_dir)
     ref = reference(built, options)
-    timer.step("torch", started, f"{len(ref.draws.all)} draws, {len(ref.leaves)} output(s): {_outputs_text(ref)}")
+    timer.step(
+        "torch",
+        started,
+        f"{len(ref.draws.all)} draws, {len(ref.leaves)} output(s): {_outputs_text(ref)}",
+    )
 
     started = time.perf_counter()
     graph = export_graph(built, ref, options)
@@ -449,14 +580,29 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
     if options.fp16:
         started = time.perf_counter()
         fp16 = fp16_stage(graph, built, ref, options, report)
-        timer.step("fp16", started, "passed" if fp16.passed else f"FAILED: {fp16.section.get('reason', '')}")
+        timer.step(
+            "fp16",
+            started,
+            "passed" if fp16.passed else f"FAILED: {fp16.section.get('reason', '')}",
+        )
 
     engines = None
     if options.trt:
         engines = engine_stage(onnx_bytes, fp16, built, ref, options, timer)
 
-    manifest = build_manifest(built, ref, graph, onnx_bytes, options, trt_verdict, checks, fp16, engines, tolerance,
-                              timer.seconds)
+    manifest = build_manifest(
+        built,
+        ref,
+        graph,
+        onnx_bytes,
+        options,
+        trt_verdict,
+        checks,
+        fp16,
+        engines,
+        tolerance,
+        timer.seconds,
+    )
     files = {f"{built.name}.onnx": onnx_bytes}
     if fp16 is not None and fp16.passed:
         files[f"{built.name}.fp16.onnx"] = fp16.model_bytes
@@ -464,22 +610,36 @@ def run_export(target: Union[str, nn.Module], options: ExportOptions, report: Re
     files[f"{built.name}.json"] = manifest_bytes(manifest)
     write_artifacts(out_dir, files)
 
-    result = ExportResult(built.name, out_dir / f"{built.name}.onnx", out_dir / f"{built.name}.json", manifest,
-                          written=[out_dir / name for name in files],
-                          runners={"onnxruntime": ort_backend, "torch": TorchBackend(built.module, built.input_names),
-                                   "feeds": ref.draws.export.feeds(built.input_names), "reference": ref, "built": built})
+    result = ExportResult(
+        built.name,
+        out_dir / f"{built.name}.onnx",
+        out_dir / f"{built.name}.json",
+        manifest,
+        written=[out_dir / name for name in files],
+        runners={
+            "onnxruntime": ort_backend,
+            "torch": TorchBackend(built.module, built.input_names),
+            "feeds": ref.draws.export.feeds(built.input_names),
+            "reference": ref,
+            "built": built,
+        },
+    )
     _raise_if_failed(result, fp16, engines)
     return result
 
 
-def _raise_if_failed(result: ExportResult, fp16: Optional[Fp16Stage], engines: Optional[EngineStage]) -> None:
+def _raise_if_failed(
+    result: ExportResult, fp16: Fp16Stage | None, engines: EngineStage | None
+) -> None:
     if fp16 is not None and not fp16.passed:
         raise VerificationError(
             f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')}); wrote the verified"
             f" fp32 graph and the manifest: {', '.join(map(str, result.written))}"
         )
     if engines is not None and engines.missing:
-        raise EnvironmentMissingError(f"no TensorRT engine built: {engines.missing}; the verified ONNX is in {result.onnx_path}")
+        raise EnvironmentMissingError(
+            f"no TensorRT engine built: {engines.missing}; the verified ONNX is in {result.onnx_path}"
+        )
     if engines is not None:
         raise_on_failures(engines.checks)
 
@@ -500,9 +660,13 @@ def _export_text(graph: ExportedGraph) -> str:
     return text + (f"; {graph.fallback}" if graph.fallback else "")
 
 
-def _verdict_text(verdict: Dict[str, Any]) -> str:
+def _verdict_text(verdict: dict[str, Any]) -> str:
     failing = sum(1 for f in verdict["findings"] if f["severity"] == "error")
-    return "TensorRT parser: would parse" if not failing else f"TensorRT parser: {failing} node(s) would fail"
+    return (
+        "TensorRT parser: would parse"
+        if not failing
+        else f"TensorRT parser: {failing} node(s) would fail"
+    )
 
 
 def _checks_text(checks: Sequence[BackendCheck]) -> str:
@@ -511,5 +675,3 @@ def _checks_text(checks: Sequence[BackendCheck]) -> str:
     worst_abs = max((c.max_abs_err for c in checks), default=float("nan"))
     worst_nrmse = max((c.worst_nrmse for c in checks), default=float("nan"))
     return f"{verdict}: {len(checks)} unseen draws, max abs {worst_abs:.3g}, worst nrmse {worst_nrmse:.3g}"
-
-

@@ -3,15 +3,16 @@
 One row per module and backend/precision. Cells that need hardware this host lacks say so
 ("not run: no GPU") instead of disappearing, so a CPU report and a GPU report line up.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from . import modules
-
 from .atomic import atomic_write
 from .bench import save_figure, time_side_by_side, with_progress
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, AttnExportError
@@ -20,18 +21,19 @@ from .pipeline import ExportOptions, run_export
 BACKENDS = ("torch", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16")
 
 
-def _gpu_note(trt: bool) -> Dict[str, str]:
+def _gpu_note(trt: bool) -> dict[str, str]:
     """Why each GPU cell is empty on this host, or {} where it will be filled."""
     import onnxruntime
+    import torch
 
     from .backends.tensorrt import tensorrt_unavailable_reason
 
-    import torch
-
-    notes: Dict[str, str] = {}
+    notes: dict[str, str] = {}
     has_gpu = torch.cuda.is_available()
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        notes["onnxruntime-cuda"] = "not run: no GPU" if not has_gpu else "not run: onnxruntime-gpu not installed"
+        notes["onnxruntime-cuda"] = (
+            "not run: no GPU" if not has_gpu else "not run: onnxruntime-gpu not installed"
+        )
     reason = tensorrt_unavailable_reason()
     for precision in ("tensorrt-fp32", "tensorrt-fp16"):
         if reason is not None:
@@ -41,24 +43,49 @@ def _gpu_note(trt: bool) -> Dict[str, str]:
     return notes
 
 
-def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_notes: Dict[str, str]) -> List[Dict[str, Any]]:
-    functions = {"torch": lambda: runners["torch"].run(runners["feeds"]),
-                 "onnxruntime-cpu": lambda: runners["onnxruntime"].run(runners["feeds"])}
+def _rows_for(
+    name: str, manifest: dict[str, Any], runners: dict[str, Any], gpu_notes: dict[str, str]
+) -> list[dict[str, Any]]:
+    functions = {
+        "torch": lambda: runners["torch"].run(runners["feeds"]),
+        "onnxruntime-cpu": lambda: runners["onnxruntime"].run(runners["feeds"]),
+    }
     latency = time_side_by_side(functions, rounds=2)
     nodes = f"{manifest['onnx']['nodes_exported']} -> {manifest['onnx']['nodes_simplified']}"
-    dynamic = ", ".join(sorted({s for i in manifest["inputs"] for s in i.get("dynamic", {}).get("dynamic_axes", {}).values()}))
-    rows = [{"module": name, "backend": "torch", "status": "reference", "latency_ms": latency["torch"].median_ms,
-             "dynamic": dynamic or "static"}]
+    dynamic = ", ".join(
+        sorted(
+            {
+                s
+                for i in manifest["inputs"]
+                for s in i.get("dynamic", {}).get("dynamic_axes", {}).values()
+            }
+        )
+    )
+    rows = [
+        {
+            "module": name,
+            "backend": "torch",
+            "status": "reference",
+            "latency_ms": latency["torch"].median_ms,
+            "dynamic": dynamic or "static",
+        }
+    ]
     for backend in BACKENDS[1:]:
-        row: Dict[str, Any] = {"module": name, "backend": backend, "dynamic": dynamic or "static"}
+        row: dict[str, Any] = {"module": name, "backend": backend, "dynamic": dynamic or "static"}
         checks = [c for c in manifest["checks"] if c["backend"] == backend]
         if checks:
-            row.update(status="passed" if all(c["passed"] for c in checks) else "FAILED",
-                       max_abs_err=_worst(c["max_abs_err"] for c in checks),
-                       worst_nrmse=_worst(c["worst_nrmse"] for c in checks), draws=len(checks), nodes=nodes)
+            row.update(
+                status="passed" if all(c["passed"] for c in checks) else "FAILED",
+                max_abs_err=_worst(c["max_abs_err"] for c in checks),
+                worst_nrmse=_worst(c["worst_nrmse"] for c in checks),
+                draws=len(checks),
+                nodes=nodes,
+            )
             if backend == "onnxruntime-cpu":
                 row["latency_ms"] = latency["onnxruntime-cpu"].median_ms
-                row["speedup_vs_torch"] = latency["torch"].median_ms / latency["onnxruntime-cpu"].median_ms
+                row["speedup_vs_torch"] = (
+                    latency["torch"].median_ms / latency["onnxruntime-cpu"].median_ms
+                )
         else:
             row["status"] = gpu_notes.get(backend, "not run")
         if backend == "tensorrt-fp16" and manifest.get("fp16"):
@@ -67,25 +94,32 @@ def _rows_for(name: str, manifest: Dict[str, Any], runners: Dict[str, Any], gpu_
     return rows
 
 
-def _worst(values) -> Optional[float]:
+def _worst(values) -> float | None:
     finite = [v for v in values if v is not None]
     return max(finite) if finite else None
 
 
-def _fp16_note(fp16: Dict[str, Any]) -> str:
+def _fp16_note(fp16: dict[str, Any]) -> str:
     """What the CPU learned of the fp16 graph TensorRT would build (--fp16)."""
     verdict = "passed" if fp16.get("passed") else f"FAILED ({fp16.get('reason', '')})"
     kept = len(fp16.get("fp32_nodes", []))
     return f"fp16 graph checked on CPU (float16 storage simulated): {verdict}, {kept} node(s) kept in fp32"
 
 
-def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str = "*",
-            report=print, progress: bool = True, dynamic: Sequence[str] = ()) -> int:
+def run_all(
+    out_dir: Path,
+    trt: bool = False,
+    fp16: bool = False,
+    pattern: str = "*",
+    report=print,
+    progress: bool = True,
+    dynamic: Sequence[str] = (),
+) -> int:
     """Every module matching ``pattern``; with ``dynamic``, each with the requested axes its math allows."""
     names = modules.list_modules(pattern)
     gpu_notes = _gpu_note(trt)
-    rows: List[Dict[str, Any]] = []
-    failures: Dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
     worst = EXIT_OK
     started = time.perf_counter()
     for name in with_progress(names, "export", progress):
@@ -98,25 +132,44 @@ def run_all(out_dir: Path, trt: bool = False, fp16: bool = False, pattern: str =
         except AttnExportError as error:
             failures[name] = str(error)
             worst = max(worst, error.exit_code)
-            rows.append({"module": name, "backend": "onnxruntime-cpu", "status": "FAILED", "error": str(error)})
+            rows.append(
+                {
+                    "module": name,
+                    "backend": "onnxruntime-cpu",
+                    "status": "FAILED",
+                    "error": str(error),
+                }
+            )
             report(f"FAILED {name}: {error}")
     seconds = time.perf_counter() - started
-    summary = {"modules": len(names), "passed": len(names) - len(failures), "failed": sorted(failures),
-               "seconds": round(seconds, 1), "trt": trt, "fp16": fp16}
+    summary = {
+        "modules": len(names),
+        "passed": len(names) - len(failures),
+        "failed": sorted(failures),
+        "seconds": round(seconds, 1),
+        "trt": trt,
+        "fp16": fp16,
+    }
     written = _write_reports(out_dir, rows, summary)
-    report(f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; wrote {', '.join(str(p) for p in written)}")
+    report(
+        f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; wrote {', '.join(str(p) for p in written)}"
+    )
     if not failures:
         return EXIT_OK
     return EXIT_VERIFICATION_FAILED if worst == EXIT_USAGE else worst
 
 
-def _fmt(value: Optional[float], spec: str) -> str:
+def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str, Any]) -> List[Path]:
+def _write_reports(
+    out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]
+) -> list[Path]:
     """Writes report.json and report.md, and report.png where matplotlib is installed; returns what it wrote."""
-    atomic_write(out_dir / "report.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
+    atomic_write(
+        out_dir / "report.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n"
+    )
     lines = [
         "# attn-export zoo report",
         "",
@@ -139,7 +192,7 @@ def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], summary: Dict[str,
     return written
 
 
-def _plot(path: Path, rows: List[Dict[str, Any]]) -> bool:
+def _plot(path: Path, rows: list[dict[str, Any]]) -> bool:
     try:
         import matplotlib
     except ImportError:
@@ -150,8 +203,18 @@ def _plot(path: Path, rows: List[Dict[str, Any]]) -> bool:
 
     names = sorted({r["module"] for r in rows})
     status_colour = {"passed": 2, "reference": 3, "FAILED": 0}
-    grid = np.array([[status_colour.get(next((r["status"] for r in rows if r["module"] == n and r["backend"] == b), ""), 1)
-                      for b in BACKENDS] for n in names])
+    grid = np.array(
+        [
+            [
+                status_colour.get(
+                    next((r["status"] for r in rows if r["module"] == n and r["backend"] == b), ""),
+                    1,
+                )
+                for b in BACKENDS
+            ]
+            for n in names
+        ]
+    )
     fig, ax = plt.subplots(figsize=(8, 0.25 * len(names) + 1.5))
     colours = matplotlib.colors.ListedColormap(["tab:red", "lightgrey", "tab:green", "tab:blue"])
     ax.imshow(grid, cmap=colours, vmin=0, vmax=3, aspect="auto")

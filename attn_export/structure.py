@@ -13,10 +13,11 @@ The manifest maps each graph output to its place (the path as a list of keys and
 indices). ``None`` leaves are dropped (no tensor to compare); any other non-tensor leaf is
 a usage error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Tuple, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -29,14 +30,14 @@ PathKey = Union[str, int]
 @dataclass(frozen=True)
 class OutputLeaf:
     name: str
-    path: Tuple[PathKey, ...]
+    path: tuple[PathKey, ...]
 
 
-def flatten_outputs(value: Any) -> List[Tuple[Tuple[PathKey, ...], torch.Tensor]]:
+def flatten_outputs(value: Any) -> list[tuple[tuple[PathKey, ...], torch.Tensor]]:
     """Every tensor leaf of ``value`` with its path, depth first in the model's order."""
-    leaves: List[Tuple[Tuple[PathKey, ...], torch.Tensor]] = []
+    leaves: list[tuple[tuple[PathKey, ...], torch.Tensor]] = []
 
-    def walk(node: Any, path: Tuple[PathKey, ...]) -> None:
+    def walk(node: Any, path: tuple[PathKey, ...]) -> None:
         if isinstance(node, torch.Tensor):
             leaves.append((path, node))
         elif isinstance(node, dict):
@@ -47,7 +48,9 @@ def flatten_outputs(value: Any) -> List[Tuple[Tuple[PathKey, ...], torch.Tensor]
                 walk(child, path + (index,))
         elif node is not None:
             where = ".".join(map(str, path)) or "the output"
-            raise UsageError(f"model output {where} is a {type(node).__name__}; only tensors can be graph outputs")
+            raise UsageError(
+                f"model output {where} is a {type(node).__name__}; only tensors can be graph outputs"
+            )
 
     walk(value, ())
     if not leaves:
@@ -55,7 +58,7 @@ def flatten_outputs(value: Any) -> List[Tuple[Tuple[PathKey, ...], torch.Tensor]
     return leaves
 
 
-def leaf_name(path: Tuple[PathKey, ...]) -> str:
+def leaf_name(path: tuple[PathKey, ...]) -> str:
     if not path:
         return "output"
     head, rest = path[0], path[1:]
@@ -63,12 +66,14 @@ def leaf_name(path: Tuple[PathKey, ...]) -> str:
     return ".".join([first, *map(str, rest)])
 
 
-def output_leaves(value: Any) -> List[OutputLeaf]:
+def output_leaves(value: Any) -> list[OutputLeaf]:
     leaves = [OutputLeaf(leaf_name(path), path) for path, _ in flatten_outputs(value)]
     names = [leaf.name for leaf in leaves]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UsageError(f"model outputs would share the graph output names {', '.join(duplicates)}")
+        raise UsageError(
+            f"model outputs would share the graph output names {', '.join(duplicates)}"
+        )
     return leaves
 
 
@@ -79,5 +84,5 @@ class FlatOutputs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *args: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(tensor for _, tensor in flatten_outputs(self.model(*args)))

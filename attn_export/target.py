@@ -1,24 +1,25 @@
 """What to export: a registry name, or ``package.module:attribute`` for a user's own model."""
+
 from __future__ import annotations
 
 import importlib
 import inspect
 import os
-import sys
 import re
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import modules
-from .modules import ModuleSpec, UnknownModuleError
-
 from .errors import UsageError, first_line
+from .modules import ModuleSpec, UnknownModuleError
 from .parsing import shape_text
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -29,14 +30,14 @@ class Target:
     name: str  # base name of the artifacts ("" = the built module's class name)
     source: str  # "registry", the import path, or "python object"
     factory: Callable[..., nn.Module]
-    default_kwargs: Dict[str, Any] = field(default_factory=dict)
-    default_shapes: Optional[Tuple[Shape, ...]] = None
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
+    default_kwargs: dict[str, Any] = field(default_factory=dict)
+    default_shapes: tuple[Shape, ...] | None = None
+    atol: float | None = None
+    rtol: float | None = None
     paper: str = ""
-    spec: Optional[ModuleSpec] = None  # registry entry: dynamic axes, layout, spatial multiple
+    spec: ModuleSpec | None = None  # registry entry: dynamic axes, layout, spatial multiple
 
-    def accepted_kwargs(self) -> Optional[List[str]]:
+    def accepted_kwargs(self) -> list[str] | None:
         """Keyword names the factory takes; None when it takes ``**kwargs``."""
         function = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
         try:
@@ -45,7 +46,11 @@ class Target:
             return None
         if any(p.kind is p.VAR_KEYWORD for p in parameters):
             return None
-        return [p.name for p in parameters if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return [
+            p.name
+            for p in parameters
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
 
 
 def resolve_target(name: str) -> Target:
@@ -76,14 +81,18 @@ def resolve_target(name: str) -> Target:
 def module_target(module: nn.Module) -> Target:
     """A model the Python API was handed as an object: exported as it is (no build, no seed)."""
     if not isinstance(module, nn.Module):
-        raise UsageError(f"expected a registry name, an import path or a torch.nn.Module, got {type(module).__name__}")
+        raise UsageError(
+            f"expected a registry name, an import path or a torch.nn.Module, got {type(module).__name__}"
+        )
     return Target(name="", source="python object", factory=lambda: module)
 
 
 def _import_target(path: str) -> Target:
     module_name, _, attribute = path.partition(":")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: the user's package in the working folder
+        sys.path.insert(
+            0, os.getcwd()
+        )  # like `python -m`: the user's package in the working folder
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as error:
@@ -95,10 +104,14 @@ def _import_target(path: str) -> Target:
     if not callable(obj):
         raise UsageError(f"{path!r} is neither an nn.Module class nor a function that builds one")
     # A class names its artifacts; a factory function (often `build`) leaves that to the class it builds.
-    return Target(name=attribute.split(".")[-1] if inspect.isclass(obj) else "", source=path, factory=obj)
+    return Target(
+        name=attribute.split(".")[-1] if inspect.isclass(obj) else "", source=path, factory=obj
+    )
 
 
-def build_module(target: Target, overrides: Dict[str, Any], seed: int) -> Tuple[nn.Module, Dict[str, Any]]:
+def build_module(
+    target: Target, overrides: dict[str, Any], seed: int
+) -> tuple[nn.Module, dict[str, Any]]:
     """Build the module with ``overrides`` over the defaults; weights drawn from ``seed``."""
     accepted = target.accepted_kwargs()
     if accepted is not None:
@@ -110,19 +123,25 @@ def build_module(target: Target, overrides: Dict[str, Any], seed: int) -> Tuple[
     kwargs = {**target.default_kwargs, **overrides}
     if target.source == "python object":
         if overrides:
-            raise UsageError("--set/kwargs build a module; a model passed as an object is exported as it is")
+            raise UsageError(
+                "--set/kwargs build a module; a model passed as an object is exported as it is"
+            )
         return target.factory().eval(), {}
     torch.manual_seed(seed)  # the same seed gives the same weights, hence byte-identical graphs
     try:
         module = target.factory(**kwargs)
     except Exception as error:  # any failure here comes from the user's arguments
-        raise UsageError(f"cannot build {target.name} with {_kwargs_text(kwargs)}: {first_line(error)}") from None
+        raise UsageError(
+            f"cannot build {target.name} with {_kwargs_text(kwargs)}: {first_line(error)}"
+        ) from None
     if not isinstance(module, nn.Module):
         raise UsageError(f"{target.source} returned {type(module).__name__}, not a torch.nn.Module")
     return module.eval(), kwargs
 
 
-def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nhwc: bool = False) -> List[Shape]:
+def resolve_shapes(
+    target: Target, given: Sequence[Shape], module: nn.Module, nhwc: bool = False
+) -> list[Shape]:
     """One shape per forward input: ``--shape`` values, or the registry defaults.
 
     With ``nhwc`` the defaults are turned channel-last (given shapes already are).
@@ -130,7 +149,9 @@ def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nh
     expected_count = len(target.default_shapes) if target.default_shapes else _forward_arity(module)
     if not given:
         if target.default_shapes is None:
-            raise UsageError(f"{target.name}: give the input shape with --shape, e.g. --shape 1,3,640,640")
+            raise UsageError(
+                f"{target.name}: give the input shape with --shape, e.g. --shape 1,3,640,640"
+            )
         if nhwc and all(len(s) == 4 for s in target.default_shapes):
             return [(s[0], s[2], s[3], s[1]) for s in target.default_shapes]
         return list(target.default_shapes)
@@ -138,7 +159,9 @@ def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nh
     if len(shapes) == 1 and expected_count and expected_count > 1:
         shapes = shapes * expected_count  # one --shape for a multi-input module: the same for each
     if expected_count and len(shapes) != expected_count:
-        raise UsageError(f"{target.name} takes {expected_count} input(s); got {len(shapes)} --shape values")
+        raise UsageError(
+            f"{target.name} takes {expected_count} input(s); got {len(shapes)} --shape values"
+        )
     if target.default_shapes:
         for index, (shape, default) in enumerate(zip(shapes, target.default_shapes)):
             if len(shape) != len(default):
@@ -149,7 +172,7 @@ def resolve_shapes(target: Target, given: Sequence[Shape], module: nn.Module, nh
     return shapes
 
 
-def forward_parameter_names(module: nn.Module) -> List[str]:
+def forward_parameter_names(module: nn.Module) -> list[str]:
     """Names of the forward's positional parameters (for --inputs arrays named after them)."""
     try:
         parameters = inspect.signature(module.forward).parameters.values()
@@ -158,15 +181,19 @@ def forward_parameter_names(module: nn.Module) -> List[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def _forward_arity(module: nn.Module) -> Optional[int]:
+def _forward_arity(module: nn.Module) -> int | None:
     try:
         parameters = inspect.signature(module.forward).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_POSITIONAL for p in parameters):
         return None
-    return sum(1 for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return sum(
+        1
+        for p in parameters
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
 
 
-def _kwargs_text(kwargs: Dict[str, Any]) -> str:
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"

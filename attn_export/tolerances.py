@@ -13,6 +13,7 @@ An output passes when two rules hold:
    The floor share keeps a near-constant output (variation below 1e-3 of its size) from
    turning float rounding into a failure: such an output is judged relative to its size.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

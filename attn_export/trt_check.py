@@ -26,6 +26,7 @@ shows), ``breaks-at-other-size`` (inferred again with each dynamic dim at anothe
 Reshape or Split constant no longer fits; needs export sizes) and ``static-output``.
 Size-1 export sizes are never matched (every unsqueeze holds a 1): export at sizes > 1.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,34 +50,79 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 TOPK_MAX_K = 3840  # K must stay below it (table; NvInfer.h)
 EINSUM_REJECTED_CHARS = re.compile(r"[^a-z,\-> .]")  # the parser's Einsum checker
 RESIZE_MODES = ("nearest", "linear", "cubic")  # cubic is imported though the table omits it
-RESIZE_COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn",
-                           "asymmetric", "align_corners")
+RESIZE_COORDINATE_MODES = (
+    "half_pixel",
+    "pytorch_half_pixel",
+    "tf_half_pixel_for_nn",
+    "asymmetric",
+    "align_corners",
+)
 RESIZE_NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 RESIZE_SCALABLE_TRAILING_AXES = {"linear": 3, "cubic": 2}  # with constant scales
 SHAPE_INFERENCE_MAX_KEPT_ELEMENTS = 64  # larger initializers are weights, not shape operands
 
 # ONNX element type -> the table's type name; a type absent here has no TensorRT equivalent.
 _TABLE_TYPE_NAMES = {
-    TensorProto.FLOAT: "FP32", TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
-    TensorProto.DOUBLE: "DOUBLE", TensorProto.INT32: "INT32", TensorProto.INT64: "INT64",
-    TensorProto.INT8: "INT8", TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL",
-    TensorProto.INT4: "INT4", TensorProto.FLOAT8E4M3FN: "FP8", TensorProto.FLOAT4E2M1: "FP4",
+    TensorProto.FLOAT: "FP32",
+    TensorProto.FLOAT16: "FP16",
+    TensorProto.BFLOAT16: "BF16",
+    TensorProto.DOUBLE: "DOUBLE",
+    TensorProto.INT32: "INT32",
+    TensorProto.INT64: "INT64",
+    TensorProto.INT8: "INT8",
+    TensorProto.UINT8: "UINT8",
+    TensorProto.BOOL: "BOOL",
+    TensorProto.INT4: "INT4",
+    TensorProto.FLOAT8E4M3FN: "FP8",
+    TensorProto.FLOAT4E2M1: "FP4",
 }
-_INTEGER_TYPES = {"INT4", "INT8", "INT16", "INT32", "INT64",
-                  "UINT4", "UINT8", "UINT16", "UINT32", "UINT64"}
-_FLOAT_ELEM_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16,
-                     TensorProto.DOUBLE}
+_INTEGER_TYPES = {
+    "INT4",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT4",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+}
+_FLOAT_ELEM_TYPES = {
+    TensorProto.FLOAT,
+    TensorProto.FLOAT16,
+    TensorProto.BFLOAT16,
+    TensorProto.DOUBLE,
+}
 # Inputs whose type the table's "types" column governs (default: input 0; None: all inputs).
 # Control flow is skipped: its inputs are trip counts, conditions and loop-carried state.
 _TYPED_INPUTS: dict[str, tuple[int, ...] | None] = {
-    "MatMul": (0, 1), "Gemm": (0, 1), "Conv": (0, 1), "ConvTranspose": (0, 1), "Einsum": None,
-    "Attention": (0, 1, 2), "Where": (1, 2), "If": (), "Loop": (), "Scan": (),
+    "MatMul": (0, 1),
+    "Gemm": (0, 1),
+    "Conv": (0, 1),
+    "ConvTranspose": (0, 1),
+    "Einsum": None,
+    "Attention": (0, 1, 2),
+    "Where": (1, 2),
+    "If": (),
+    "Loop": (),
+    "Scan": (),
 }
 # The types column documents; the importer enforces it only for these ops (NOTES.md, INT64
 # section) and rejects _TYPES_REJECTED (table extras). Elsewhere an unlisted type only warns.
 _TYPE_ENFORCED_OPS = {"MatMul", "Gemm", "Einsum", "Conv", "ConvTranspose", "Softmax"}
-_REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
-               "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
+_REDUCE_OPS = (
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+)
 _TYPES_REJECTED = {op: {"BOOL", "UINT8"} for op in ("Resize", *_REDUCE_OPS)}
 
 
@@ -163,8 +209,12 @@ def _warning(rule: str, message: str) -> _Issue:
 class _Scope:
     """Types, shapes and constants of one graph's tensor names; outer graphs via ``parent``."""
 
-    def __init__(self, graph: onnx.GraphProto, parent: _Scope | None,
-                 inferred: Sequence[onnx.ValueInfoProto] = ()) -> None:
+    def __init__(
+        self,
+        graph: onnx.GraphProto,
+        parent: _Scope | None,
+        inferred: Sequence[onnx.ValueInfoProto] = (),
+    ) -> None:
         self.parent = parent
         self.types: dict[str, tuple[int, tuple[int | None, ...] | None]] = {}
         # Values stay protos until a rule asks (weights can be large); None: value unknown.
@@ -175,8 +225,10 @@ class _Scope:
             if info.type.HasField("tensor_type") and tensor_type.elem_type:
                 dims = None
                 if tensor_type.HasField("shape"):
-                    dims = tuple(d.dim_value if d.HasField("dim_value") else None
-                                 for d in tensor_type.shape.dim)
+                    dims = tuple(
+                        d.dim_value if d.HasField("dim_value") else None
+                        for d in tensor_type.shape.dim
+                    )
                 self.types[info.name] = (tensor_type.elem_type, dims)
         for init in graph.initializer:
             self.types[init.name] = (init.data_type, tuple(init.dims))
@@ -281,44 +333,95 @@ _ONLY_L1_L2 = ("p", 2, (1, 2), "lp-norm-p", "only L1 and L2 are supported")
 # op -> [(attribute, default, accepted values, rule id, why)]
 _ATTRIBUTE_LIMITS: dict[str, list[tuple[str, Any, tuple[Any, ...], str, str]]] = {
     "TopK": [("sorted", 1, (1,), "topk-unsorted", "TensorRT's TopK returns sorted results only")],
-    "ScatterND": [("reduction", "none", ("none",), "scatternd-reduction",
-                   "TensorRT's ScatterND takes no reduction")],
+    "ScatterND": [
+        (
+            "reduction",
+            "none",
+            ("none",),
+            "scatternd-reduction",
+            "TensorRT's ScatterND takes no reduction",
+        )
+    ],
     "Resize": [
         ("mode", "nearest", RESIZE_MODES, "resize-mode", "TensorRT does nearest/linear/cubic"),
-        ("coordinate_transformation_mode", "half_pixel", RESIZE_COORDINATE_MODES,
-         "resize-coordinate-mode", "TensorRT takes " + ", ".join(RESIZE_COORDINATE_MODES)),
-        ("nearest_mode", "round_prefer_floor", RESIZE_NEAREST_MODES, "resize-nearest-mode",
-         "TensorRT takes " + ", ".join(RESIZE_NEAREST_MODES)),
-        ("keep_aspect_ratio_policy", "stretch", ("stretch",), "resize-aspect-policy",
-         "only 'stretch' is supported"),
+        (
+            "coordinate_transformation_mode",
+            "half_pixel",
+            RESIZE_COORDINATE_MODES,
+            "resize-coordinate-mode",
+            "TensorRT takes " + ", ".join(RESIZE_COORDINATE_MODES),
+        ),
+        (
+            "nearest_mode",
+            "round_prefer_floor",
+            RESIZE_NEAREST_MODES,
+            "resize-nearest-mode",
+            "TensorRT takes " + ", ".join(RESIZE_NEAREST_MODES),
+        ),
+        (
+            "keep_aspect_ratio_policy",
+            "stretch",
+            ("stretch",),
+            "resize-aspect-policy",
+            "only 'stretch' is supported",
+        ),
         ("antialias", 0, (0,), "resize-antialias", "TensorRT's resize has no antialiasing"),
     ],
-    "Upsample": [("mode", "nearest", ("nearest", "linear", "bilinear"), "upsample-mode",
-                  "Upsample takes nearest, linear or bilinear")],
+    "Upsample": [
+        (
+            "mode",
+            "nearest",
+            ("nearest", "linear", "bilinear"),
+            "upsample-mode",
+            "Upsample takes nearest, linear or bilinear",
+        )
+    ],
     "BatchNormalization": [("training_mode", 0, (0,), "batchnorm-training", "inference only")],
     "Dropout": [("is_test", 1, (1,), "dropout-training-mode", "inference only")],  # opset <= 6
     "LpNormalization": [_ONLY_L1_L2],
     "LpPool": [_ONLY_L1_L2],
-    "LSTM": [("input_forget", 0, (0,), "lstm-attr", "coupled input/forget is unsupported"),
-             ("layout", 0, (0,), "lstm-attr", "only layout 0 is supported")],
-    "RoiAlign": [("mode", "avg", ("avg", "max"), "roialign-attr", "mode must be avg or max"),
-                 ("coordinate_transformation_mode", "half_pixel",
-                  ("half_pixel", "output_half_pixel"), "roialign-attr",
-                  "TensorRT takes half_pixel or output_half_pixel")],
+    "LSTM": [
+        ("input_forget", 0, (0,), "lstm-attr", "coupled input/forget is unsupported"),
+        ("layout", 0, (0,), "lstm-attr", "only layout 0 is supported"),
+    ],
+    "RoiAlign": [
+        ("mode", "avg", ("avg", "max"), "roialign-attr", "mode must be avg or max"),
+        (
+            "coordinate_transformation_mode",
+            "half_pixel",
+            ("half_pixel", "output_half_pixel"),
+            "roialign-attr",
+            "TensorRT takes half_pixel or output_half_pixel",
+        ),
+    ],
     "TensorScatter": [("axis", -2, (-2,), "tensorscatter-form", "TensorRT needs axis -2")],
-    "Attention": [("softcap", 0.0, (0.0,), "attention-form", "softcap is rejected"),
-                  ("qk_matmul_output_mode", 0, (0,), "attention-form", "it is rejected"),
-                  ("softmax_precision", None, (None,), "attention-form", "it is rejected")],
-    **{op: [("dtype", None, (None, TensorProto.FLOAT, TensorProto.FLOAT16), "random-dtype",
-             "only FLOAT or FLOAT16")] for op in _RANDOM_OPS},
+    "Attention": [
+        ("softcap", 0.0, (0.0,), "attention-form", "softcap is rejected"),
+        ("qk_matmul_output_mode", 0, (0,), "attention-form", "it is rejected"),
+        ("softmax_precision", None, (None,), "attention-form", "it is rejected"),
+    ],
+    **{
+        op: [
+            (
+                "dtype",
+                None,
+                (None, TensorProto.FLOAT, TensorProto.FLOAT16),
+                "random-dtype",
+                "only FLOAT or FLOAT16",
+            )
+        ]
+        for op in _RANDOM_OPS
+    },
 }
 
 # op -> [(input index, what, rule id, severity)]: inputs the parser needs as weights (an
 # initializer or a Constant output); "warning" where the changelog says the table is stale.
 _CONSTANT_INPUTS: dict[str, list[tuple[int, str, str, str]]] = {
     "OneHot": [(1, "depth", "onehot-dynamic-depth", "error")],
-    "STFT": [(1, "frame_step", "stft-dynamic-input", "error"),
-             (2, "window", "stft-dynamic-input", "error")],
+    "STFT": [
+        (1, "frame_step", "stft-dynamic-input", "error"),
+        (2, "window", "stft-dynamic-input", "error"),
+    ],
     "Dropout": [(2, "training_mode", "dropout-training-mode", "error")],
     "CumSum": [(1, "axis", "cumsum-dynamic-axis", "warning")],  # dynamic axis since 10.8
     **{op: [(1, "axes", "reduce-dynamic-axes", "error")] for op in _REDUCE_OPS},
@@ -335,8 +438,12 @@ _RANK_LIMITS: dict[str, list[tuple[int, tuple[int, ...], str]]] = {
 }
 
 # ops whose importer yields only output 0: declaring more fails even when they are unused
-_SINGLE_OUTPUT = {"LayerNormalization": "layernorm-extra-outputs", "MaxPool": "maxpool-indices",
-                  "BatchNormalization": "batchnorm-extra-outputs", "Attention": "attention-form"}
+_SINGLE_OUTPUT = {
+    "LayerNormalization": "layernorm-extra-outputs",
+    "MaxPool": "maxpool-indices",
+    "BatchNormalization": "batchnorm-extra-outputs",
+    "Attention": "attention-form",
+}
 
 
 def _table_rules(n: _Node) -> Iterator[_Issue]:
@@ -346,16 +453,26 @@ def _table_rules(n: _Node) -> Iterator[_Issue]:
             yield _error(rule, f"{attribute}={value!r}: {why}")
     for index, what, rule, severity in _CONSTANT_INPUTS.get(n.op, ()):
         if n.input(index) and not n.is_constant(index):
-            yield _Issue(rule, severity, f"{what} ({n.input(index)!r}) is computed at runtime: "
-                         "TensorRT needs an initializer or Constant")
+            yield _Issue(
+                rule,
+                severity,
+                f"{what} ({n.input(index)!r}) is computed at runtime: "
+                "TensorRT needs an initializer or Constant",
+            )
     for index, ranks, rule in _RANK_LIMITS.get(n.op, ()):
         if n.rank(index) not in (None, *ranks):
-            yield _error(rule, f"input {index} has rank {n.rank(index)}: TensorRT's {n.op} "
-                         f"needs rank {' or '.join(map(str, ranks))}")
+            yield _error(
+                rule,
+                f"input {index} has rank {n.rank(index)}: TensorRT's {n.op} "
+                f"needs rank {' or '.join(map(str, ranks))}",
+            )
     extra = [name for name in n.proto.output[1:] if name] if n.op in _SINGLE_OUTPUT else []
     if extra:
-        yield _error(_SINGLE_OUTPUT[n.op], f"declares output(s) {', '.join(extra)}: TensorRT "
-                     f"imports only the first output of {n.op}")
+        yield _error(
+            _SINGLE_OUTPUT[n.op],
+            f"declares output(s) {', '.join(extra)}: TensorRT "
+            f"imports only the first output of {n.op}",
+        )
 
 
 def _topk(n: _Node) -> Iterator[_Issue]:
@@ -364,31 +481,44 @@ def _topk(n: _Node) -> Iterator[_Issue]:
     if k is not None and k >= TOPK_MAX_K:
         yield _error("topk-k-limit", f"K={k}: TensorRT's TopK needs K < {TOPK_MAX_K}")
     elif n.opset >= 10 and not n.is_constant(1):
-        yield _warning("topk-dynamic-k", f"K is computed at runtime: TensorRT fails at run "
-                       f"time if K >= {TOPK_MAX_K}")
+        yield _warning(
+            "topk-dynamic-k",
+            f"K is computed at runtime: TensorRT fails at run time if K >= {TOPK_MAX_K}",
+        )
     rank, axis = n.rank(0), n.attr("axis", -1)
     if rank is not None and rank > 4 and axis % rank < rank - 4:
-        yield _error("topk-axis", f"axis {axis} of a rank-{rank} input: TensorRT's TopK "
-                     "reduces along the last 4 axes only")
+        yield _error(
+            "topk-axis",
+            f"axis {axis} of a rank-{rank} input: TensorRT's TopK "
+            "reduces along the last 4 axes only",
+        )
 
 
 def _scatter_elements(n: _Node) -> Iterator[_Issue]:
     if n.attr("reduction", "none") != "none":
-        yield _warning("scatterelements-plugin", f"reduction={n.attr('reduction')!r} imports "
-                       "through TensorRT's ScatterElements plugin: load the plugin library")
+        yield _warning(
+            "scatterelements-plugin",
+            f"reduction={n.attr('reduction')!r} imports "
+            "through TensorRT's ScatterElements plugin: load the plugin library",
+        )
 
 
 def _einsum(n: _Node) -> Iterator[_Issue]:
     equation = n.attr("equation", "")
     rejected = "".join(sorted(set(EINSUM_REJECTED_CHARS.findall(equation))))
     if rejected:
-        yield _error("einsum-equation", f"equation {equation!r} has {rejected!r}: the parser "
-                     "accepts only a-z , - > . and spaces (no uppercase labels)")
+        yield _error(
+            "einsum-equation",
+            f"equation {equation!r} has {rejected!r}: the parser "
+            "accepts only a-z , - > . and spaces (no uppercase labels)",
+        )
 
 
 def _resize(n: _Node) -> Iterator[_Issue]:
-    if n.attr("coordinate_transformation_mode") == "tf_half_pixel_for_nn" and \
-            n.attr("nearest_mode", "round_prefer_floor") != "round_prefer_floor":
+    if (
+        n.attr("coordinate_transformation_mode") == "tf_half_pixel_for_nn"
+        and n.attr("nearest_mode", "round_prefer_floor") != "round_prefer_floor"
+    ):
         yield _error("resize-nearest-mode", "tf_half_pixel_for_nn needs round_prefer_floor")
     axes = n.attr("axes")
     if axes is not None and len(set(axes)) != len(axes):
@@ -397,19 +527,26 @@ def _resize(n: _Node) -> Iterator[_Issue]:
     rank = n.rank(0)
     if n.input(scales_index) and not n.is_constant(scales_index):
         if axes is not None and rank is not None and [a % rank for a in axes] != [*range(rank)]:
-            yield _error("resize-dynamic-scales-axes", f"runtime scales with axes {list(axes)}: "
-                         f"TensorRT needs axes 0..{rank - 1} in order")
+            yield _error(
+                "resize-dynamic-scales-axes",
+                f"runtime scales with axes {list(axes)}: "
+                f"TensorRT needs axes 0..{rank - 1} in order",
+            )
         return
     mode = n.attr("mode", "nearest")
     trailing = RESIZE_SCALABLE_TRAILING_AXES.get(mode)
     factors = _resize_factors(n, scales_index, sizes_index, axes)
     if trailing and factors and any(f != 1.0 for f in factors[:-trailing]):
-        yield _error("resize-scaled-axes", f"{mode} resize with factors {factors}: TensorRT "
-                     f"rescales only the last {trailing} axes")
+        yield _error(
+            "resize-scaled-axes",
+            f"{mode} resize with factors {factors}: TensorRT "
+            f"rescales only the last {trailing} axes",
+        )
 
 
-def _resize_factors(n: _Node, scales_index: int, sizes_index: int | None,
-                    axes: list[int] | None) -> list[float] | None:
+def _resize_factors(
+    n: _Node, scales_index: int, sizes_index: int | None, axes: list[int] | None
+) -> list[float] | None:
     """Full-rank scale factors when scales (or sizes and the input shape) are constant."""
     factors, in_shape = n.value(scales_index), n.shape(0)
     if (factors is None or factors.size == 0) and sizes_index is not None:
@@ -430,26 +567,34 @@ def _resize_factors(n: _Node, scales_index: int, sizes_index: int | None,
 
 def _mod(n: _Node) -> Iterator[_Issue]:
     if n.attr("fmod", 0) == 0 and {n.elem_type(0), n.elem_type(1)} & _FLOAT_ELEM_TYPES:
-        yield _error("mod-float-fmod0", "floating-point Mod with fmod=0 (Python %): TensorRT "
-                     "takes fmod=0 for integers only; use fmod=1 or Div/Floor/Mul/Sub")
+        yield _error(
+            "mod-float-fmod0",
+            "floating-point Mod with fmod=0 (Python %): TensorRT "
+            "takes fmod=0 for integers only; use fmod=1 or Div/Floor/Mul/Sub",
+        )
 
 
 def _pool(n: _Node) -> Iterator[_Issue]:
     dilations = n.attr("dilations")
     if dilations and any(d != 1 for d in dilations):
-        yield _error("pool-dilations", f"dilations {list(dilations)}: TensorRT pools with "
-                     "dilation 1 only")
+        yield _error(
+            "pool-dilations", f"dilations {list(dilations)}: TensorRT pools with dilation 1 only"
+        )
     spatial = len(n.attr("kernel_shape", []))
     if n.op != "LpPool" and spatial > 3:
-        yield _error("pool-rank", f"{spatial}-D pooling: TensorRT pools 2-D or 3-D (1-D "
-                     "through an added axis)")
+        yield _error(
+            "pool-rank",
+            f"{spatial}-D pooling: TensorRT pools 2-D or 3-D (1-D through an added axis)",
+        )
 
 
 def _group_norm(n: _Node) -> Iterator[_Issue]:
     shape, groups = n.shape(0), n.attr("num_groups")
     if shape is not None and len(shape) < 3:
-        yield _error("groupnorm-rank", f"rank-{len(shape)} input: TensorRT's "
-                     "GroupNormalization needs rank >= 3 (N, C, ...)")
+        yield _error(
+            "groupnorm-rank",
+            f"rank-{len(shape)} input: TensorRT's GroupNormalization needs rank >= 3 (N, C, ...)",
+        )
     elif shape is not None and shape[1] and groups and shape[1] % groups:
         yield _error("groupnorm-groups", f"num_groups={groups} does not divide C={shape[1]}")
 
@@ -476,8 +621,10 @@ def _hardmax(n: _Node) -> Iterator[_Issue]:
     shape = n.shape(0)
     axis = n.attr("axis", -1 if n.opset >= 13 else 1)
     if shape and shape[axis % len(shape)] is None:
-        yield _error("hardmax-dynamic-axis", f"axis {axis} has no static size: TensorRT's "
-                     "Hardmax needs it at build time")
+        yield _error(
+            "hardmax-dynamic-axis",
+            f"axis {axis} has no static size: TensorRT's Hardmax needs it at build time",
+        )
 
 
 def _deform_conv(n: _Node) -> Iterator[_Issue]:
@@ -486,21 +633,24 @@ def _deform_conv(n: _Node) -> Iterator[_Issue]:
     if kernel is not None and len(kernel) not in (1, 2):
         yield _error("deformconv-form", f"{len(kernel)}-D DeformConv: TensorRT does 1-D/2-D")
     pads = list(n.attr("pads", []))
-    if pads[: len(pads) // 2] != pads[len(pads) // 2:]:
+    if pads[: len(pads) // 2] != pads[len(pads) // 2 :]:
         yield _error("deformconv-form", f"pads {pads}: begin and end padding must be equal")
 
 
 def _attention(n: _Node) -> Iterator[_Issue]:
     if any(n.input(i) for i in (4, 5, 6)):
-        yield _error("attention-form", "KV-cache inputs (past_key, past_value, "
-                     "nonpad_kv_seqlen) are not imported by TensorRT")
+        yield _error(
+            "attention-form",
+            "KV-cache inputs (past_key, past_value, nonpad_kv_seqlen) are not imported by TensorRT",
+        )
 
 
 def _constant(n: _Node) -> Iterator[_Issue]:
     rejected = sorted({"sparse_value", "value_string", "value_strings"} & set(n.attrs))
     if rejected:
-        yield _error("constant-form", f"{rejected[0]}: TensorRT rejects sparse and string "
-                     "constants")
+        yield _error(
+            "constant-form", f"{rejected[0]}: TensorRT rejects sparse and string constants"
+        )
 
 
 def _constant_of_shape(n: _Node) -> Iterator[_Issue]:
@@ -519,9 +669,12 @@ def _rnn(n: _Node) -> Iterator[_Issue]:
         return
     for name in ("activations", "activation_alpha", "activation_beta"):
         values = list(n.attr(name, []))
-        if values[: len(values) // 2] != values[len(values) // 2:]:
-            yield _error("rnn-bidirectional-activations", f"{name} differ between directions: "
-                         "TensorRT runs the reverse pass with the forward activations")
+        if values[: len(values) // 2] != values[len(values) // 2 :]:
+            yield _error(
+                "rnn-bidirectional-activations",
+                f"{name} differ between directions: "
+                "TensorRT runs the reverse pass with the forward activations",
+            )
 
 
 def _zero_point(n: _Node) -> Iterator[_Issue]:
@@ -533,27 +686,53 @@ def _zero_point(n: _Node) -> Iterator[_Issue]:
 def _gather_nd(n: _Node) -> Iterator[_Issue]:
     rank, batch_dims = n.rank(0), n.attr("batch_dims", 0)
     if rank is not None and batch_dims >= rank - 1:
-        yield _error("gathernd-batch-dims", f"batch_dims={batch_dims} with rank-{rank} data: "
-                     "TensorRT needs batch_dims < rank - 1")
+        yield _error(
+            "gathernd-batch-dims",
+            f"batch_dims={batch_dims} with rank-{rank} data: TensorRT needs batch_dims < rank - 1",
+        )
 
 
 def _if(n: _Node) -> Iterator[_Issue]:
-    ranks = [[len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
-              for o in n.attr(branch).output] for branch in ("then_branch", "else_branch")]
+    ranks = [
+        [
+            len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
+            for o in n.attr(branch).output
+        ]
+        for branch in ("then_branch", "else_branch")
+    ]
     then_ranks, else_ranks = ranks
     if len(then_ranks) != len(else_ranks) or any(
-            a is not None and b is not None and a != b for a, b in zip(then_ranks, else_ranks)):
+        a is not None and b is not None and a != b for a, b in zip(then_ranks, else_ranks)
+    ):
         yield _error("if-branches", "then/else branches differ in output count or rank")
 
 
 _RULES: dict[str, Callable[[_Node], Iterator[_Issue]]] = {
-    "TopK": _topk, "ScatterElements": _scatter_elements, "Einsum": _einsum, "Resize": _resize,
-    "Mod": _mod, "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool,
-    "GroupNormalization": _group_norm, "Dropout": _dropout, "STFT": _stft,
-    "EyeLike": _eye_like, "Hardmax": _hardmax, "DeformConv": _deform_conv,
-    "Attention": _attention, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
-    "Cast": _cast, "RNN": _rnn, "GRU": _rnn, "LSTM": _rnn, "QuantizeLinear": _zero_point,
-    "DequantizeLinear": _zero_point, "GatherND": _gather_nd, "If": _if,
+    "TopK": _topk,
+    "ScatterElements": _scatter_elements,
+    "Einsum": _einsum,
+    "Resize": _resize,
+    "Mod": _mod,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "LpPool": _pool,
+    "GroupNormalization": _group_norm,
+    "Dropout": _dropout,
+    "STFT": _stft,
+    "EyeLike": _eye_like,
+    "Hardmax": _hardmax,
+    "DeformConv": _deform_conv,
+    "Attention": _attention,
+    "Constant": _constant,
+    "ConstantOfShape": _constant_of_shape,
+    "Cast": _cast,
+    "RNN": _rnn,
+    "GRU": _rnn,
+    "LSTM": _rnn,
+    "QuantizeLinear": _zero_point,
+    "DequantizeLinear": _zero_point,
+    "GatherND": _gather_nd,
+    "If": _if,
 }
 
 
@@ -576,20 +755,31 @@ def _op_support(n: _Node, table: dict[str, Any]) -> Iterator[_Issue]:
     domain, entry, version = n.proto.domain, table["ops"].get(n.op), table["trt_version_documented"]
     if domain not in DEFAULT_DOMAINS:
         if entry and entry["supported"]:
-            why = (f"the parser ignores domains and would hand it to its built-in importer, "
-                   f"which assumes the inputs and semantics of ONNX {n.op}")
+            why = (
+                f"the parser ignores domains and would hand it to its built-in importer, "
+                f"which assumes the inputs and semantics of ONNX {n.op}"
+            )
         else:
             why = f"it needs a TensorRT plugin named {n.op!r}, which stock TensorRT lacks"
         yield _error("custom-domain", f"{domain}::{n.op} is not a standard ONNX op: {why}")
     elif entry is None and n.op in table["not_in_table"]:
-        yield _error("op-not-in-table", f"{n.op} is not in the TensorRT {version} table "
-                     f"({table['not_in_table'][n.op]}); the parser would look for a plugin")
+        yield _error(
+            "op-not-in-table",
+            f"{n.op} is not in the TensorRT {version} table "
+            f"({table['not_in_table'][n.op]}); the parser would look for a plugin",
+        )
     elif entry is None:
-        yield _error("unknown-op", f"no built-in importer for {n.op!r}: the parser would look "
-                     "for a TensorRT plugin of that name")
+        yield _error(
+            "unknown-op",
+            f"no built-in importer for {n.op!r}: the parser would look "
+            "for a TensorRT plugin of that name",
+        )
     elif not entry["supported"]:
-        yield _error("unsupported-op", f"{n.op} is unsupported in the TensorRT {version} "
-                     "table: the parser's checker always rejects it")
+        yield _error(
+            "unsupported-op",
+            f"{n.op} is unsupported in the TensorRT {version} "
+            "table: the parser's checker always rejects it",
+        )
 
 
 def _element_types(n: _Node, entry: dict[str, Any]) -> Iterator[_Issue]:
@@ -602,22 +792,31 @@ def _element_types(n: _Node, entry: dict[str, Any]) -> Iterator[_Issue]:
         if name in allowed or name == "unknown":
             continue
         if n.op in _TYPE_ENFORCED_OPS and name in _INTEGER_TYPES:
-            yield _error("integer-input", f"input {index} is {name}: TensorRT's {n.op} takes "
-                         f"floating point only ({listed})")
+            yield _error(
+                "integer-input",
+                f"input {index} is {name}: TensorRT's {n.op} takes floating point only ({listed})",
+            )
         elif n.op in _TYPE_ENFORCED_OPS or name in _TYPES_REJECTED.get(n.op, ()):
-            yield _error("unsupported-type", f"input {index} is {name}: TensorRT's {n.op} "
-                         f"accepts {listed}")
+            yield _error(
+                "unsupported-type", f"input {index} is {name}: TensorRT's {n.op} accepts {listed}"
+            )
         else:
-            yield _warning("type-not-in-table", f"input {index} is {name}, not in the table's "
-                           f"types for {n.op} ({listed}); the importer may still accept it")
+            yield _warning(
+                "type-not-in-table",
+                f"input {index} is {name}, not in the table's "
+                f"types for {n.op} ({listed}); the importer may still accept it",
+            )
 
 
 def _uint8_outputs(n: _Node) -> Iterator[_Issue]:
     for name in n.proto.output if n.op != "Constant" else ():
         entry = n.scope.lookup("types", name) if name else None
         if entry and entry[0] == TensorProto.UINT8 and not n.scope.is_graph_output(name):
-            yield _error("uint8-intermediate", f"output {name!r} is UINT8: TensorRT allows UINT8 "
-                         "only on network inputs and outputs")
+            yield _error(
+                "uint8-intermediate",
+                f"output {name!r} is UINT8: TensorRT allows UINT8 "
+                "only on network inputs and outputs",
+            )
 
 
 def _check_node(n: _Node, table: dict[str, Any]) -> list[_Issue]:
@@ -633,16 +832,22 @@ def _check_node(n: _Node, table: dict[str, Any]) -> list[_Issue]:
     return issues
 
 
-def _check_graph(graph: onnx.GraphProto, parent: _Scope | None, opset: int, prefix: str,
-                 table: dict[str, Any], inferred: Sequence[onnx.ValueInfoProto] = ()
-                 ) -> list[Finding]:
+def _check_graph(
+    graph: onnx.GraphProto,
+    parent: _Scope | None,
+    opset: int,
+    prefix: str,
+    table: dict[str, Any],
+    inferred: Sequence[onnx.ValueInfoProto] = (),
+) -> list[Finding]:
     scope = _Scope(graph, parent, inferred)
     findings = []
     for index, node in enumerate(graph.node):
         name = prefix + (node.name or f"{node.op_type}#{index}")
         for issue in _check_node(_Node(node, scope, opset), table):
-            findings.append(Finding(name, node.op_type, node.domain, issue.rule, issue.message,
-                                    issue.severity))
+            findings.append(
+                Finding(name, node.op_type, node.domain, issue.rule, issue.message, issue.severity)
+            )
         for attr in node.attribute:  # If/Loop/Scan bodies: parsed like the main graph
             for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
                 findings += _check_graph(body, scope, opset, f"{name}/{attr.name}/", table)
@@ -653,20 +858,34 @@ def _model_finding(rule: str, severity: str, message: str) -> Finding:
     return Finding("<model>", "", "", rule, message, severity)
 
 
-def _check_opset(model: onnx.ModelProto, opset: int | None,
-                 table: dict[str, Any]) -> list[Finding]:
+def _check_opset(model: onnx.ModelProto, opset: int | None, table: dict[str, Any]) -> list[Finding]:
     (low, high), version = table["onnx_opset_range"], table["trt_version_documented"]
     if opset is None:
         uses_onnx_ops = any(n.domain in DEFAULT_DOMAINS for n in model.graph.node)
-        return [_model_finding("opset-missing", "error", "no default-domain opset import")] \
-            if uses_onnx_ops else []
+        return (
+            [_model_finding("opset-missing", "error", "no default-domain opset import")]
+            if uses_onnx_ops
+            else []
+        )
     if opset < low:
-        return [_model_finding("opset-too-old", "error", f"opset {opset} is below TensorRT "
-                               f"{version}'s documented {low}-{high}; re-export at >= {low}")]
+        return [
+            _model_finding(
+                "opset-too-old",
+                "error",
+                f"opset {opset} is below TensorRT "
+                f"{version}'s documented {low}-{high}; re-export at >= {low}",
+            )
+        ]
     if opset > high:
-        return [_model_finding("opset-newer-than-documented", "warning", f"opset {opset} is "
-                               f"above TensorRT {version}'s documented {low}-{high}; the parser "
-                               "has no ceiling and checks node by node")]
+        return [
+            _model_finding(
+                "opset-newer-than-documented",
+                "warning",
+                f"opset {opset} is "
+                f"above TensorRT {version}'s documented {low}-{high}; the parser "
+                "has no ceiling and checks node by node",
+            )
+        ]
     return []
 
 
@@ -678,9 +897,16 @@ def _check_io_types(graph: onnx.GraphProto) -> list[Finding]:
         for info in infos:
             elem_type = info.type.tensor_type.elem_type
             if info.name not in initializers and elem_type and elem_type not in _TABLE_TYPE_NAMES:
-                findings.append(Finding(f"<{kind} {info.name}>", "", "", "io-type",
-                                        f"network {kind} is {_type_name(elem_type)}: TensorRT "
-                                        "has no such type", "error"))
+                findings.append(
+                    Finding(
+                        f"<{kind} {info.name}>",
+                        "",
+                        "",
+                        "io-type",
+                        f"network {kind} is {_type_name(elem_type)}: TensorRT has no such type",
+                        "error",
+                    )
+                )
     return findings
 
 
@@ -749,8 +975,9 @@ def _light_model(proto: onnx.ModelProto, declared_shapes: bool = True) -> onnx.M
         if int(np.prod(init.dims)) <= SHAPE_INFERENCE_MAX_KEPT_ELEMENTS:
             light.graph.initializer.append(init)
         elif init.name not in declared:
-            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type,
-                                                                   init.dims))
+            light.graph.input.append(
+                helper.make_tensor_value_info(init.name, init.data_type, init.dims)
+            )
     return light
 
 
@@ -765,14 +992,42 @@ def _inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 # ------------------------------------------------------------------------------------------
 #: metadata_props key of the JSON {input name: [dims...]} the graph was exported at
 EXPORT_SHAPES_KEY = "attn_export.export_shapes"
-DYNAMIC_RULES = ("baked-dynamic-dim", "dynamic-dim-dropped", "dynamic-dim-fixed",
-                 "breaks-at-other-size", "static-output")
+DYNAMIC_RULES = (
+    "baked-dynamic-dim",
+    "dynamic-dim-dropped",
+    "dynamic-dim-fixed",
+    "breaks-at-other-size",
+    "static-output",
+)
 Dim = int | str | None  # a size, a symbol (dim_param) or unknown
 
 # Elementwise ops whose inputs broadcast against each other (right-aligned dims).
-_BROADCAST_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Mean", "Sum",
-                  "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And",
-                  "Or", "Xor", "PRelu", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"}
+_BROADCAST_OPS = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Mod",
+    "Max",
+    "Min",
+    "Mean",
+    "Sum",
+    "Where",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "PRelu",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+}
 # Ops whose output keeps the data input's axes in place (a static output dim where the
 # data had a symbol means the op's constant operand replaced it).
 _AXIS_KEEPING_OPS = {"Tile", "Slice", "Resize", "Split", "Pad"}
@@ -792,9 +1047,14 @@ def _dims_of(info: onnx.ValueInfoProto) -> tuple[Dim, ...] | None:
     tensor_type = info.type.tensor_type
     if not info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value")
-                 else d.dim_param if isinstance(d.dim_param, str) and d.dim_param else None
-                 for d in tensor_type.shape.dim)
+    return tuple(
+        d.dim_value
+        if d.HasField("dim_value")
+        else d.dim_param
+        if isinstance(d.dim_param, str) and d.dim_param
+        else None
+        for d in tensor_type.shape.dim
+    )
 
 
 def graph_input_dims(graph: onnx.GraphProto) -> dict[str, tuple[Dim, ...] | None]:
@@ -811,13 +1071,18 @@ def _export_shapes_problem(shapes: Any, inputs: dict[str, tuple[Dim, ...] | None
         if name not in inputs:  # a forward argument the graph does not read
             continue
         if not isinstance(dims, (list, tuple)) or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims
+        ):
             return f"export shape of {name!r} must be positive integers, not {dims!r}"
         declared = inputs[name]
-        if declared is not None and (len(declared) != len(dims) or any(
-                isinstance(g, int) and g != d for g, d in zip(declared, dims))):
-            return f"export shape {tuple(dims)} of {name!r} does not fit its graph shape " \
-                   f"{_format_shape(declared)}"
+        if declared is not None and (
+            len(declared) != len(dims)
+            or any(isinstance(g, int) and g != d for g, d in zip(declared, dims))
+        ):
+            return (
+                f"export shape {tuple(dims)} of {name!r} does not fit its graph shape "
+                f"{_format_shape(declared)}"
+            )
     return None
 
 
@@ -833,12 +1098,18 @@ def _metadata_export_shapes(proto: onnx.ModelProto) -> tuple[Any, list[Finding]]
     problem = _export_shapes_problem(shapes, graph_input_dims(proto.graph))
     if problem is None:
         return shapes, []
-    return None, [_model_finding("export-shapes-unreadable", "warning", f"metadata "
-                                 f"{EXPORT_SHAPES_KEY}: {problem}; checked without export sizes")]
+    return None, [
+        _model_finding(
+            "export-shapes-unreadable",
+            "warning",
+            f"metadata {EXPORT_SHAPES_KEY}: {problem}; checked without export sizes",
+        )
+    ]
 
 
-def _dynamic_dims(graph: onnx.GraphProto, export_shapes: dict[str, Sequence[int]] | None
-                  ) -> list[DynamicDim]:
+def _dynamic_dims(
+    graph: onnx.GraphProto, export_shapes: dict[str, Sequence[int]] | None
+) -> list[DynamicDim]:
     found = []
     for name, dims in graph_input_dims(graph).items():
         sizes = (export_shapes or {}).get(name)
@@ -865,11 +1136,17 @@ class _Dynamic:
         for d in sized:
             self.sizes.append((d.export_size, f"the export size of {d.describe()}", {d.symbol}))
         for i, a in enumerate(sized):
-            for b in sized[i + 1:]:
+            for b in sized[i + 1 :]:
                 if a.input == b.input:
-                    self.sizes.append((a.export_size * b.export_size, f"the export size of "
-                                       f"input {a.input!r} dims {a.dim}*{b.dim} "
-                                       f"({a.symbol}*{b.symbol})", {a.symbol, b.symbol}))
+                    self.sizes.append(
+                        (
+                            a.export_size * b.export_size,
+                            f"the export size of "
+                            f"input {a.input!r} dims {a.dim}*{b.dim} "
+                            f"({a.symbol}*{b.symbol})",
+                            {a.symbol, b.symbol},
+                        )
+                    )
         self.sizes = [s for s in self.sizes if s[0] > 1]
 
     def shape(self, name: str) -> tuple[Dim, ...] | None:
@@ -913,8 +1190,11 @@ def _shape_operands(n: _Node, dyn: _Dynamic) -> Iterator[tuple[str, list[int], l
         yield "shape constant", shape, left(len(shape))
     elif op == "Expand" and (shape := values(1)):
         pad = len(shape) - len(data)
-        yield "shape constant", shape, [data[i - pad] if i >= pad else None
-                                        for i in range(len(shape))]
+        yield (
+            "shape constant",
+            shape,
+            [data[i - pad] if i >= pad else None for i in range(len(shape))],
+        )
     elif op == "Tile" and (repeats := values(1)):
         yield "repeats constant", repeats, left(len(repeats))
     elif op == "Resize" and n.opset >= 11 and (sizes := values(3)):
@@ -940,8 +1220,9 @@ def _baked_constants(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
             if what and f"{value} = {what}" not in held:
                 held.append(f"{value} = {what}")
         if held:
-            yield _error("baked-dynamic-dim", f"{label} {values} holds {'; '.join(held)}, "
-                         f"which is dynamic")
+            yield _error(
+                "baked-dynamic-dim", f"{label} {values} holds {'; '.join(held)}, which is dynamic"
+            )
 
 
 def _format_shape(dims: Sequence[Dim]) -> str:
@@ -957,9 +1238,12 @@ def _dropped_dims(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
     leading = n.value(1) if n.op == "Reshape" and symbols[0] else None
     if leading is not None and leading.dtype.kind in "iu" and leading.size and leading.flat[0] > 1:
         # 0 (copy) or -1 keeps a dynamic leading dim; a size > 1 replaces it by a constant
-        yield _error("dynamic-dim-dropped", f"shape constant {leading.tolist()} fixes dim 0 to "
-                     f"{int(leading.flat[0])} where its data has {symbols[0].describe()}: the "
-                     "graph runs only at the export size")
+        yield _error(
+            "dynamic-dim-dropped",
+            f"shape constant {leading.tolist()} fixes dim 0 to "
+            f"{int(leading.flat[0])} where its data has {symbols[0].describe()}: the "
+            "graph runs only at the export size",
+        )
         return
     for output in n.proto.output:
         out = dyn.shape(output)
@@ -967,15 +1251,21 @@ def _dropped_dims(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
             continue
         if n.op == "Reshape" and all(isinstance(d, int) for d in out):
             lost = ", ".join(s.describe() for s in dict.fromkeys(filter(None, symbols)))
-            yield _error("dynamic-dim-dropped", f"reshapes {_format_shape(data)} to the static "
-                         f"{_format_shape(out)}: {lost} is dropped, so the graph runs only at "
-                         "the export size")
+            yield _error(
+                "dynamic-dim-dropped",
+                f"reshapes {_format_shape(data)} to the static "
+                f"{_format_shape(out)}: {lost} is dropped, so the graph runs only at "
+                "the export size",
+            )
             return
         if n.op in _AXIS_KEEPING_OPS and len(out) == len(data):
             for symbol, dim in zip(symbols, out):
                 if symbol and isinstance(dim, int):
-                    yield _error("dynamic-dim-dropped", f"turns {symbol.describe()} into the "
-                                 f"constant {dim}: the graph runs only at that size")
+                    yield _error(
+                        "dynamic-dim-dropped",
+                        f"turns {symbol.describe()} into the "
+                        f"constant {dim}: the graph runs only at that size",
+                    )
                     return
 
 
@@ -1009,9 +1299,12 @@ def _fixed_dims(n: _Node, dyn: _Dynamic) -> Iterator[_Issue]:
     for dim, size in pairs:
         symbol = dyn.symbol(dim)
         if symbol and isinstance(size, int) and size != 1:
-            yield _error("dynamic-dim-fixed", f"{symbol.describe()} meets a constant size "
-                         f"{size} here, which fixes it: the graph runs only at "
-                         f"{symbol.symbol} = {size}")
+            yield _error(
+                "dynamic-dim-fixed",
+                f"{symbol.describe()} meets a constant size "
+                f"{size} here, which fixes it: the graph runs only at "
+                f"{symbol.symbol} = {size}",
+            )
             return
 
 
@@ -1021,14 +1314,23 @@ def _static_outputs(graph: onnx.GraphProto, dyn: _Dynamic) -> list[Finding]:
     for output in graph.output:
         shape = dyn.shape(output.name)
         if shape and all(isinstance(d, int) for d in shape):
-            findings.append(Finding(f"<output {output.name}>", "", "", "static-output",
-                                    f"comes out static {_format_shape(shape)} though {inputs} "
-                                    "is dynamic: a dynamic dim was fixed on the way", "error"))
+            findings.append(
+                Finding(
+                    f"<output {output.name}>",
+                    "",
+                    "",
+                    "static-output",
+                    f"comes out static {_format_shape(shape)} though {inputs} "
+                    "is dynamic: a dynamic dim was fixed on the way",
+                    "error",
+                )
+            )
     return findings
 
 
-def _inferred_shapes(proto: onnx.ModelProto, fixed: dict[DynamicDim, int] | None = None
-                     ) -> dict[str, tuple[Dim, ...]]:
+def _inferred_shapes(
+    proto: onnx.ModelProto, fixed: dict[DynamicDim, int] | None = None
+) -> dict[str, tuple[Dim, ...]]:
     """Every tensor's shape from ONNX inference alone, symbols propagated (data_prop);
     ``fixed`` first sets those input dims to a size."""
     light = _light_model(proto, declared_shapes=False)
@@ -1052,8 +1354,9 @@ def _probe_size(dim: DynamicDim) -> int:
     return dim.export_size + 1 if dim.dim == 0 else 2 * dim.export_size
 
 
-def _probe_failures(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
-                    ) -> Iterator[tuple[onnx.NodeProto, int, str]]:
+def _probe_failures(
+    proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
+) -> Iterator[tuple[onnx.NodeProto, int, str]]:
     """Reshapes and Splits whose constant operand cannot work once the dynamic dims take
     other sizes: the export sizes are baked into them, wherever the symbols were lost."""
     sized = [d for d in dims if d.export_size is not None]
@@ -1061,8 +1364,9 @@ def _probe_failures(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
         return
     probe = {d: _probe_size(d) for d in sized}
     shapes = _inferred_shapes(proto, probe)
-    at = ", ".join(f"{d.describe()} = {size} (exported at {d.export_size})"
-                   for d, size in probe.items())
+    at = ", ".join(
+        f"{d.describe()} = {size} (exported at {d.export_size})" for d, size in probe.items()
+    )
     scope = _Scope(proto.graph, None)
     for index, node in enumerate(proto.graph.node):
         n = _Node(node, scope, opset)
@@ -1071,32 +1375,54 @@ def _probe_failures(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
             continue
         if n.op == "Reshape" and (target := n.value(1)) is not None and target.size:
             target = [int(t) for t in target.reshape(-1)]
-            kept = [data[i] if t == 0 and i < len(data) and not n.attr("allowzero", 0) else t
-                    for i, t in enumerate(target)]
+            kept = [
+                data[i] if t == 0 and i < len(data) and not n.attr("allowzero", 0) else t
+                for i, t in enumerate(target)
+            ]
             fixed, count = int(np.prod([k for k in kept if k != -1])), int(np.prod(data))
             if fixed and (count % fixed if -1 in kept else count != fixed):
-                yield node, index, (f"shape constant {target} cannot hold its input "
-                                    f"{_format_shape(data)} at {at}")
+                yield (
+                    node,
+                    index,
+                    (
+                        f"shape constant {target} cannot hold its input "
+                        f"{_format_shape(data)} at {at}"
+                    ),
+                )
         elif n.op == "Split":
             sizes = n.value(1) if opset >= 13 else np.asarray(n.attr("split", []) or [])
             axis = n.attr("axis", 0)
-            if sizes is not None and sizes.size and -len(data) <= axis < len(data) and \
-                    int(sizes.sum()) != data[axis]:
-                yield node, index, (f"split sizes {sizes.tolist()} (sum {int(sizes.sum())}) "
-                                    f"cannot split dim {axis % len(data)} of size "
-                                    f"{data[axis]} at {at}")
+            if (
+                sizes is not None
+                and sizes.size
+                and -len(data) <= axis < len(data)
+                and int(sizes.sum()) != data[axis]
+            ):
+                yield (
+                    node,
+                    index,
+                    (
+                        f"split sizes {sizes.tolist()} (sum {int(sizes.sum())}) "
+                        f"cannot split dim {axis % len(data)} of size "
+                        f"{data[axis]} at {at}"
+                    ),
+                )
 
 
-def _dynamic_findings(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
-                      ) -> list[Finding]:
+def _dynamic_findings(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int) -> list[Finding]:
     """Where the main graph gets a dynamic dim fixed; nothing for a static graph."""
     if not dims:
         return []
     try:
         shapes = _inferred_shapes(proto)
     except Exception as exc:  # noqa: BLE001 - the C++ inference raises untyped errors
-        return [_model_finding("dynamic-dims-unchecked", "warning", "ONNX shape inference "
-                               f"failed ({type(exc).__name__}): dynamic dims not checked")]
+        return [
+            _model_finding(
+                "dynamic-dims-unchecked",
+                "warning",
+                f"ONNX shape inference failed ({type(exc).__name__}): dynamic dims not checked",
+            )
+        ]
     dyn = _Dynamic(dims, shapes)
     scope = _Scope(proto.graph, None)
     findings = []
@@ -1104,8 +1430,9 @@ def _dynamic_findings(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
         n = _Node(node, scope, opset)
         name = node.name or f"{node.op_type}#{index}"
         issues = [*_baked_constants(n, dyn), *_dropped_dims(n, dyn), *_fixed_dims(n, dyn)]
-        findings += [Finding(name, node.op_type, node.domain, i.rule, i.message, i.severity)
-                     for i in issues]
+        findings += [
+            Finding(name, node.op_type, node.domain, i.rule, i.message, i.severity) for i in issues
+        ]
     flagged = {f.node for f in findings}
     try:
         failures = list(_probe_failures(proto, dims, opset))
@@ -1114,13 +1441,15 @@ def _dynamic_findings(proto: onnx.ModelProto, dims: list[DynamicDim], opset: int
     for node, index, message in failures:
         name = node.name or f"{node.op_type}#{index}"
         if name not in flagged:  # one finding per node: the others already say why
-            findings.append(Finding(name, node.op_type, node.domain, "breaks-at-other-size",
-                                    message, "error"))
+            findings.append(
+                Finding(name, node.op_type, node.domain, "breaks-at-other-size", message, "error")
+            )
     return findings + _static_outputs(proto.graph, dyn)
 
 
-def check_model(model: onnx.ModelProto | str | Path,
-                export_shapes: dict[str, Sequence[int]] | None = None) -> CheckReport:
+def check_model(
+    model: onnx.ModelProto | str | Path, export_shapes: dict[str, Sequence[int]] | None = None
+) -> CheckReport:
     """Predict, node by node, whether TensorRT's ONNX parser accepts ``model``, and whether
     its dynamic dims (symbolic input dims) stay dynamic.
 
@@ -1149,9 +1478,15 @@ def check_model(model: onnx.ModelProto | str | Path,
     try:
         inferred = _inferred_value_info(proto)
     except Exception as exc:  # noqa: BLE001 - best effort: rules then use declared types only
-        findings.append(_model_finding("types-unknown", "warning", "ONNX shape inference "
-                                       f"failed ({type(exc).__name__}): type-dependent rules "
-                                       "saw declared types only"))
+        findings.append(
+            _model_finding(
+                "types-unknown",
+                "warning",
+                "ONNX shape inference "
+                f"failed ({type(exc).__name__}): type-dependent rules "
+                "saw declared types only",
+            )
+        )
     findings += _check_graph(proto.graph, None, opset or 0, "", table, inferred)
     dims = _dynamic_dims(proto.graph, export_shapes)
     findings += _dynamic_findings(proto, dims, opset or 0)
@@ -1165,18 +1500,27 @@ def format_report(report: CheckReport) -> str:
         op = f.op_type if f.domain in DEFAULT_DOMAINS else f"{f.domain}::{f.op_type}"
         where = f"{f.node} [{op}]" if op else f.node
         lines.append(f"{f.severity:<7} {where} {f.rule}: {f.message}")
-    counts = ", ".join(f"{len(found)} {kind}{'s' * (len(found) != 1)}"
-                       for kind, found in (("error", report.errors), ("warning", report.warnings)))
+    counts = ", ".join(
+        f"{len(found)} {kind}{'s' * (len(found) != 1)}"
+        for kind, found in (("error", report.errors), ("warning", report.warnings))
+    )
     parser_errors = [f for f in report.errors if f.rule not in DYNAMIC_RULES]
     if report.passed:
         verdict = "PASS: TensorRT's ONNX parser should accept this model"
     elif parser_errors:
         verdict = "FAIL: TensorRT's ONNX parser would reject this model"
     else:
-        verdict = ("FAIL: TensorRT's ONNX parser should accept this model, but it runs only "
-                   "at its export shapes")
-    dynamic = "; dynamic: " + ", ".join(
-        d.describe() for d in report.dynamic_dims) if report.dynamic_dims else ""
-    lines.append(f"{verdict} ({counts}; TensorRT {report.table_version} table, opset "
-                 f"{report.opset}{dynamic})")
+        verdict = (
+            "FAIL: TensorRT's ONNX parser should accept this model, but it runs only "
+            "at its export shapes"
+        )
+    dynamic = (
+        "; dynamic: " + ", ".join(d.describe() for d in report.dynamic_dims)
+        if report.dynamic_dims
+        else ""
+    )
+    lines.append(
+        f"{verdict} ({counts}; TensorRT {report.table_version} table, opset "
+        f"{report.opset}{dynamic})"
+    )
     return "\n".join(lines)

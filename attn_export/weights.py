@@ -5,13 +5,14 @@ with ``torch.load(weights_only=True)``, whose unpickler only rebuilds tensors an
 containers and refuses anything else, so a file that would run code when unpickled is
 rejected before any of it runs.
 """
+
 from __future__ import annotations
 
 import hashlib
 import pickle
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise UsageError(f"weights file {str(path)!r} does not exist")
     if not path.is_file():
@@ -43,7 +44,9 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
-            raise UsageError(f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})") from None
+            raise UsageError(
+                f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})"
+            ) from None
     try:
         with warnings.catch_warnings():  # damaged files make torch warn before it fails; we say why
             warnings.simplefilter("ignore")
@@ -53,7 +56,9 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
         # what the file tried to import (code), anything else is a damaged file.
         globals_line = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
         if globals_line is None:
-            raise UsageError(f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict") from None
+            raise UsageError(
+                f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict"
+            ) from None
         raise UsageError(
             f"refused weights {str(path)!r}: it holds pickled objects other than tensors, which could run code"
             f" when loaded ({globals_line.strip()}); save a plain state_dict or a .safetensors file"
@@ -67,7 +72,7 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     return _unwrap(loaded, path)
 
 
-def _unwrap(loaded: object, path: Path) -> Dict[str, torch.Tensor]:
+def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(loaded, Mapping):
         for key in _WRAPPER_KEYS:
             if isinstance(loaded.get(key), Mapping):
@@ -76,7 +81,9 @@ def _unwrap(loaded: object, path: Path) -> Dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise UsageError(f"weights {str(path)!r} do not hold a state dict (a mapping of names to tensors)")
+        raise UsageError(
+            f"weights {str(path)!r} do not hold a state dict (a mapping of names to tensors)"
+        )
     return dict(loaded)
 
 
@@ -113,11 +120,17 @@ def load_weights(module: nn.Module, path: Path) -> None:
 DATA_PARALLEL_PREFIX = "module."
 
 
-def _without_wrapper_prefix(state: Dict[str, torch.Tensor], expected: Mapping[str, object]) -> Dict[str, torch.Tensor]:
+def _without_wrapper_prefix(
+    state: dict[str, torch.Tensor], expected: Mapping[str, object]
+) -> dict[str, torch.Tensor]:
     """Keys saved from a DataParallel-wrapped model, with the wrapper's prefix removed."""
     prefix = DATA_PARALLEL_PREFIX
-    if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
-        return {k[len(prefix):]: v for k, v in state.items()}
+    if (
+        state
+        and all(k.startswith(prefix) for k in state)
+        and not any(k.startswith(prefix) for k in expected)
+    ):
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -126,7 +139,7 @@ def _clip(items: list, limit: int = 6) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def redraw_zero_parameters(module: nn.Module, seed: int) -> List[str]:
+def redraw_zero_parameters(module: nn.Module, seed: int) -> list[str]:
     """Give parameters initialised to all zeros random values; returns their names.
 
     Some blocks start as the identity (GCNet's and Non-local's last layer is zero-initialised),
@@ -140,7 +153,7 @@ def redraw_zero_parameters(module: nn.Module, seed: int) -> List[str]:
         for name, parameter in module.named_parameters():
             if parameter.is_floating_point() and parameter.numel() > 0 and not parameter.any():
                 fan_in = parameter[0].numel() if parameter.dim() > 1 else 4
-                std = fan_in ** -0.5
+                std = fan_in**-0.5
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
                 redrawn.append(name)
     return redrawn

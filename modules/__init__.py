@@ -5,6 +5,7 @@ and registers its blocks with :func:`register_module`. Importing the package imp
 all, so the registry is complete and each registered class is importable from here under
 its reference class name (``from attn_export.modules import CBAMBlock``).
 """
+
 from __future__ import annotations
 
 import importlib

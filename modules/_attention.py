@@ -5,10 +5,10 @@ reference's names (so ``state_dict`` keys match) with the reference's initialisa
 (normal, std 0.001; zero biases). ``attend`` is the masked, weighted softmax attention the
 reference writes out in each file.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -30,8 +30,8 @@ def attend(
     v: torch.Tensor,
     scale: float,
     dropout: nn.Module,
-    attention_mask: Optional[torch.Tensor] = None,
-    attention_weights: Optional[torch.Tensor] = None,
+    attention_mask: torch.Tensor | None = None,
+    attention_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q kᵀ · scale, weighted, masked) v with q (B, h, Nq, d), k (B, h, Nk, d), v (B, h, Nk, d_v)."""
     att = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, h, Nq, Nk)
@@ -61,7 +61,7 @@ class QKVOProjections(nn.Module):
 
     def project(
         self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q = split_heads(self.fc_q(queries), self.h, self.d_k)  # (B, h, Nq, d_k)
         k = split_heads(self.fc_k(keys), self.h, self.d_k)  # (B, h, Nk, d_k)
         v = split_heads(self.fc_v(values), self.h, self.d_v)  # (B, h, Nk, d_v)

@@ -4,17 +4,19 @@ A registered class records its registry name, the constructor keywords and input
 that ``create_module(name)`` and ``attn-export NAME`` use when nothing else is given, the
 paper it implements, and any tolerance overrides for numerical checks.
 """
+
 from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any
 
 from torch import nn
 
-Shape = Tuple[int, ...]
-AxisMap = Dict[str, int]  # axis name -> dimension index of one input
+Shape = tuple[int, ...]
+AxisMap = dict[str, int]  # axis name -> dimension index of one input
 
 # The input axes a graph can leave symbolic (``attn-export --dynamic``): "batch" is dim 0 of
 # every input; "height"/"width" the spatial dims of an image input (dims 2, 3 of NCHW; 1, 2
@@ -25,7 +27,11 @@ DYNAMIC_AXES = ("batch", "height", "width", "tokens")
 def default_axes(shape: Sequence[int], layout: str = "NCHW") -> AxisMap:
     """Where each named axis sits in an input of this rank and layout."""
     if len(shape) == 4:
-        return {"batch": 0, "height": 1, "width": 2} if layout == "NHWC" else {"batch": 0, "height": 2, "width": 3}
+        return (
+            {"batch": 0, "height": 1, "width": 2}
+            if layout == "NHWC"
+            else {"batch": 0, "height": 2, "width": 3}
+        )
     if len(shape) == 3:
         return {"batch": 0, "tokens": 1}
     return {"batch": 0}
@@ -40,40 +46,42 @@ class ModuleSpec:
     """Everything the registry knows about one attention module."""
 
     name: str
-    cls: Type[nn.Module]
-    kwargs: Dict[str, Any]
-    shapes: Tuple[Shape, ...]
+    cls: type[nn.Module]
+    kwargs: dict[str, Any]
+    shapes: tuple[Shape, ...]
     paper: str
     url: str
     # ONNX Runtime vs PyTorch fp32 tolerances; None = the exporter's defaults (1e-4 / 1e-4).
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
+    atol: float | None = None
+    rtol: float | None = None
     notes: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # Axes the module's math leaves free; every other axis is fixed by it (``fixed_because``
     # says why, for the usage error). Spatial sizes must be multiples of ``spatial_multiple``
     # (an int, or a function of the constructor keywords, e.g. a window count).
-    dynamic: Tuple[str, ...] = ("batch",)
+    dynamic: tuple[str, ...] = ("batch",)
     fixed_because: str = ""
-    spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1
+    spatial_multiple: int | Callable[[dict[str, Any]], int] = 1
     # The smallest height/width (or token count) the math takes, e.g. a reflection pad's size + 1.
-    min_spatial: Union[int, Callable[[Dict[str, Any]], int]] = 1
+    min_spatial: int | Callable[[dict[str, Any]], int] = 1
     # Per input: axis name -> dim; None = default_axes(shape, layout) for each input.
-    input_axes: Optional[Tuple[AxisMap, ...]] = None
+    input_axes: tuple[AxisMap, ...] | None = None
     layout: str = "NCHW"
 
-    def axes_of_input(self, index: int, shape: Optional[Sequence[int]] = None) -> AxisMap:
+    def axes_of_input(self, index: int, shape: Sequence[int] | None = None) -> AxisMap:
         if self.input_axes is not None:
             return dict(self.input_axes[index])
         return default_axes(shape if shape is not None else self.shapes[index], self.layout)
 
-    def multiple_for(self, kwargs: Dict[str, Any]) -> int:
+    def multiple_for(self, kwargs: dict[str, Any]) -> int:
         return self._resolve(self.spatial_multiple, kwargs)
 
-    def min_spatial_for(self, kwargs: Dict[str, Any]) -> int:
+    def min_spatial_for(self, kwargs: dict[str, Any]) -> int:
         return self._resolve(self.min_spatial, kwargs)
 
-    def _resolve(self, value: Union[int, Callable[[Dict[str, Any]], int]], kwargs: Dict[str, Any]) -> int:
+    def _resolve(
+        self, value: int | Callable[[dict[str, Any]], int], kwargs: dict[str, Any]
+    ) -> int:
         return int(value({**self.kwargs, **kwargs}) if callable(value) else value)
 
     @property
@@ -88,34 +96,34 @@ class ModuleSpec:
         return self.cls(**{**self.kwargs, **overrides})
 
 
-_REGISTRY: Dict[str, ModuleSpec] = {}
+_REGISTRY: dict[str, ModuleSpec] = {}
 
 
 def register_module(
     name: str,
     *,
-    kwargs: Dict[str, Any],
+    kwargs: dict[str, Any],
     shapes: Sequence[Sequence[int]],
     paper: str,
     url: str,
-    atol: Optional[float] = None,
-    rtol: Optional[float] = None,
+    atol: float | None = None,
+    rtol: float | None = None,
     notes: str = "",
     dynamic: Sequence[str] = ("batch",),
     fixed_because: str = "",
-    spatial_multiple: Union[int, Callable[[Dict[str, Any]], int]] = 1,
-    min_spatial: Union[int, Callable[[Dict[str, Any]], int]] = 1,
-    input_axes: Optional[Sequence[AxisMap]] = None,
+    spatial_multiple: int | Callable[[dict[str, Any]], int] = 1,
+    min_spatial: int | Callable[[dict[str, Any]], int] = 1,
+    input_axes: Sequence[AxisMap] | None = None,
     layout: str = "NCHW",
     **extra: Any,
-) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: ``@register_module("cbam", kwargs=..., shapes=[(1, 512, 7, 7)], ...)``.
 
     ``shapes`` holds one default input shape per forward argument, in order. ``dynamic``
     names the axes (of :data:`DYNAMIC_AXES`) the exported graph may leave symbolic.
     """
 
-    def decorate(cls: Type[nn.Module]) -> Type[nn.Module]:
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
         assert name not in _REGISTRY, f"registry name {name!r} registered twice"
         assert shapes, f"{name}: at least one input shape is needed"
         assert set(dynamic) <= set(DYNAMIC_AXES), f"{name}: unknown dynamic axes {dynamic}"
@@ -143,7 +151,7 @@ def register_module(
     return decorate
 
 
-def close_matches(name: str, limit: int = 3) -> List[str]:
+def close_matches(name: str, limit: int = 3) -> list[str]:
     return difflib.get_close_matches(name, list(_REGISTRY), n=limit, cutoff=0.5)
 
 
@@ -163,10 +171,10 @@ def create_module(name: str, **kwargs: Any) -> nn.Module:
     return get_spec(name).create(**kwargs)
 
 
-def list_modules(pattern: str = "*") -> List[str]:
+def list_modules(pattern: str = "*") -> list[str]:
     """Registry names matching a shell-style pattern, sorted."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def all_specs() -> List[ModuleSpec]:
+def all_specs() -> list[ModuleSpec]:
     return [_REGISTRY[n] for n in list_modules()]

@@ -19,6 +19,7 @@ keywords and ``state_dict`` keys):
   Split, so the input is read once.
 - The rest is the same math with reshapes instead of views; ``bmm`` is ``matmul``.
 """
+
 from __future__ import annotations
 
 import torch

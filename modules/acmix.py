@@ -38,16 +38,14 @@ What differs from the reference, and why (same outputs):
   ``rate2`` folded in) tap by tap, and a MatMul with a ones vector sums over the
   ``kernel_conv**2`` inputs.
 """
-from __future__ import annotations
 
-from typing import Dict, Tuple
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_module
-
 
 # The builders below take the map size as ints, or as the exporter's traced sizes: a graph
 # then computes them from the input's shape (at a static size they fold to constants).
@@ -106,7 +104,9 @@ def init_rate_half(tensor: torch.Tensor) -> None:
     paper="On the Integration of Self-Attention and Convolution",
     url="https://arxiv.org/abs/2111.14556",
     dynamic=("batch", "height", "width"),
-    min_spatial=lambda kw: kw.get("kernel_att", 7) // 2 + 1,  # reflection padding needs a larger map
+    min_spatial=lambda kw: (
+        kw.get("kernel_att", 7) // 2 + 1
+    ),  # reflection padding needs a larger map
 )
 class ACmix(nn.Module):
     # Dense attention (a positions x positions bias) up to this many positions (32x32; it
@@ -151,7 +151,7 @@ class ACmix(nn.Module):
             padding=1,
             stride=stride,
         )
-        self._consts: Dict[Tuple, torch.Tensor] = {}
+        self._consts: dict[tuple, torch.Tensor] = {}
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -19,6 +19,7 @@ Differences:
 - The fusion is rearranged as ``residual + w * (x - residual)`` (one Sub, one Mul, one Add
   over the full map instead of three Muls, one Sub and one Add), AFF's factor 2 applied once.
 """
+
 from __future__ import annotations
 
 import torch

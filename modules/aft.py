@@ -14,6 +14,7 @@ rounding:
 - Both exponentials are taken after subtracting a max (per row of w, per channel of K
   over the tokens); the shifts cancel in the ratio and keep exp from overflowing.
 """
+
 from __future__ import annotations
 
 import torch
@@ -59,6 +60,8 @@ class AFT_FULL(nn.Module):
         w = self.position_biases
         ew = torch.exp(w - w.amax(dim=1, keepdim=True))  # (n, n), rows t, columns t'
         ek = torch.exp(k - k.amax(dim=1, keepdim=True))  # (B, n, d)
-        num_den = torch.matmul(ew, torch.cat([ek * v, ek], dim=2))  # (n, n) @ (B, n, 2d) -> (B, n, 2d)
+        num_den = torch.matmul(
+            ew, torch.cat([ek * v, ek], dim=2)
+        )  # (n, n) @ (B, n, 2d) -> (B, n, 2d)
         out = num_den[..., :d] / num_den[..., d:]  # (B, n, d)
         return self.sigmoid(q) * out

@@ -21,6 +21,7 @@ Differences, all in how the same math is written:
   output projections as one matmul over the concatenated head outputs (their weights are
   concatenated in the forward; constant-folded on export).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -63,14 +64,14 @@ class SelfAttention(nn.Module):
 
     def qkv_weight(self) -> torch.Tensor:
         """(3 * hidden, dim): q rows pre-scaled by dim_heads ** -0.5, then k, then v."""
-        return torch.cat([self.to_q.weight * self.dim_heads ** -0.5, self.to_kv.weight], 0)
+        return torch.cat([self.to_q.weight * self.dim_heads**-0.5, self.to_kv.weight], 0)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
         """x: (N, T, dim) -> (N, T, dim); kv (N, T', dim) defaults to x."""
         kv = x if kv is None else kv
         n, t, _ = x.shape
         h, e = self.heads, self.dim_heads
-        q = self.to_q(x) * e ** -0.5
+        q = self.to_q(x) * e**-0.5
         k, v = self.to_kv(kv).chunk(2, dim=-1)
         q = q.reshape(n, t, h, e).transpose(1, 2)  # (N, T, h*e) -> (N, h, T, e)
         k = k.reshape(n, -1, h, e).transpose(1, 2)  # (N, h, T', e)

@@ -23,6 +23,7 @@ Other differences (graph only, same math): the pool is a mean over H, W (``Reduc
 instead of ``AdaptiveAvgPool2d`` + flatten; the two branch outputs are broadcast against
 each other, (B, C, 1, 1) + (B, 1, H', W'), instead of both being ``expand_as``-ed.
 """
+
 from __future__ import annotations
 
 import torch

@@ -44,9 +44,8 @@ alone at their best, take about that already: the softmax over 196 x 64 x 256 sc
 peak), and the q/k/v and output projections as single GEMMs 0.16 + 0.06 ms. That leaves
 nothing for windowing, routing, gathers and LePE (about 0.25 ms together).
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +61,7 @@ class TopkRouting(nn.Module):
         self,
         qk_dim: int,
         topk: int = 4,
-        qk_scale: Optional[float] = None,
+        qk_scale: float | None = None,
         param_routing: bool = False,
         diff_routing: bool = False,
     ) -> None:
@@ -74,7 +73,7 @@ class TopkRouting(nn.Module):
         self.emb = nn.Linear(qk_dim, qk_dim) if param_routing else nn.Identity()
         self.routing_act = nn.Softmax(dim=-1)
 
-    def forward(self, query: Tensor, key: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
         if not self.diff_routing:
             query, key = query.detach(), key.detach()
         logit = (self.emb(query) * self.scale) @ self.emb(key).transpose(-2, -1)  # (n, p^2, p^2)
@@ -87,7 +86,9 @@ class KVGather(nn.Module):
 
     def __init__(self, mul_weight: str = "none") -> None:
         super().__init__()
-        assert mul_weight in ["none", "soft", "hard"], f"mul_weight must be none, soft or hard, not {mul_weight!r}"
+        assert mul_weight in ["none", "soft", "hard"], (
+            f"mul_weight must be none, soft or hard, not {mul_weight!r}"
+        )
         self.mul_weight = mul_weight
 
     def forward(self, r_idx: Tensor, r_weight: Tensor, kv: Tensor) -> Tensor:
@@ -95,7 +96,9 @@ class KVGather(nn.Module):
         -> (n, G, p^2, topk, w^2, c): for every query window, its topk routed windows."""
         n, g, p2, w2, c = kv.shape
         topk = r_idx.shape[-1]
-        base = torch.arange(n * g, device=kv.device).reshape(n, g, 1, 1) * p2  # row offset of (n, g)
+        base = (
+            torch.arange(n * g, device=kv.device).reshape(n, g, 1, 1) * p2
+        )  # row offset of (n, g)
         rows = (r_idx.unsqueeze(1) + base).reshape(-1)  # (n*g*p^2*topk,)
         sel = kv.reshape(n * g * p2, w2 * c).index_select(0, rows).reshape(n, g, p2, topk, w2, c)
         if self.mul_weight == "soft":
@@ -114,12 +117,12 @@ class QKVLinear(nn.Module):
         self.qk_dim = qk_dim
         self.qkv = nn.Linear(dim, qk_dim + qk_dim + dim, bias=bias)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         q, kv = self.qkv(x).split([self.qk_dim, self.qk_dim + self.dim], dim=-1)
         return q, kv
 
 
-def _pool_windows(t: Tensor, mode: str, out_hw: Tuple[int, int], kernel: int) -> Tensor:
+def _pool_windows(t: Tensor, mode: str, out_hw: tuple[int, int], kernel: int) -> Tensor:
     """Pool the pixels of every window. t: (..., h, w, c) -> (..., h', w', c).
 
     ``out_hw`` given (adaptive pools): PyTorch's adaptive bins; else floor-mode pooling
@@ -133,9 +136,15 @@ def _pool_windows(t: Tensor, mode: str, out_hw: Tuple[int, int], kernel: int) ->
             kernel_h, kernel_w = h // oh, w // ow
         else:  # uneven adaptive bins: [floor(i*h/o), ceil((i+1)*h/o)) by static slicing
             # (ceil written with non-negative operands: the exporter's integer division truncates)
-            rows = [reduce(t[..., (i * h) // oh : ((i + 1) * h + oh - 1) // oh, :, :], -3) for i in range(oh)]
+            rows = [
+                reduce(t[..., (i * h) // oh : ((i + 1) * h + oh - 1) // oh, :, :], -3)
+                for i in range(oh)
+            ]
             t = torch.stack(rows, dim=-3)  # (..., oh, w, c)
-            cols = [reduce(t[..., (j * w) // ow : ((j + 1) * w + ow - 1) // ow, :], -2) for j in range(ow)]
+            cols = [
+                reduce(t[..., (j * w) // ow : ((j + 1) * w + ow - 1) // ow, :], -2)
+                for j in range(ow)
+            ]
             return torch.stack(cols, dim=-2)  # (..., oh, ow, c)
     else:
         kernel_h = kernel_w = kernel
@@ -173,11 +182,11 @@ class BiLevelRoutingAttention(nn.Module):
         dim: int,
         num_heads: int = 8,
         n_win: int = 7,
-        qk_dim: Optional[int] = None,
-        qk_scale: Optional[float] = None,
+        qk_dim: int | None = None,
+        qk_scale: float | None = None,
         kv_per_win: int = 4,
         kv_downsample_ratio: int = 4,
-        kv_downsample_kernel: Optional[int] = None,
+        kv_downsample_kernel: int | None = None,
         kv_downsample_mode: str = "identity",
         topk: int = 4,
         param_attention: str = "qkvo",
@@ -192,13 +201,17 @@ class BiLevelRoutingAttention(nn.Module):
         self.n_win = n_win
         self.num_heads = num_heads
         self.qk_dim = qk_dim or dim
-        assert self.qk_dim % num_heads == 0 and self.dim % num_heads == 0, "qk_dim and dim must be divisible by num_heads!"
+        assert self.qk_dim % num_heads == 0 and self.dim % num_heads == 0, (
+            "qk_dim and dim must be divisible by num_heads!"
+        )
         self.scale = qk_scale or self.qk_dim**-0.5
 
         # LePE (side depth-wise conv on v); side_dwconv == 0 means no LePE
         self.side_dwconv = side_dwconv
         self.lepe = (
-            nn.Conv2d(dim, dim, kernel_size=side_dwconv, stride=1, padding=side_dwconv // 2, groups=dim)
+            nn.Conv2d(
+                dim, dim, kernel_size=side_dwconv, stride=1, padding=side_dwconv // 2, groups=dim
+            )
             if side_dwconv > 0
             else nn.Identity()
         )
@@ -209,7 +222,11 @@ class BiLevelRoutingAttention(nn.Module):
         self.soft_routing = soft_routing
         assert not (param_routing and not diff_routing), "param_routing needs diff_routing"
         self.router = TopkRouting(
-            qk_dim=self.qk_dim, qk_scale=self.scale, topk=topk, diff_routing=diff_routing, param_routing=param_routing
+            qk_dim=self.qk_dim,
+            qk_scale=self.scale,
+            topk=topk,
+            diff_routing=diff_routing,
+            param_routing=param_routing,
         )
         mul_weight = "soft" if soft_routing else ("hard" if diff_routing else "none")
         self.kv_gather = KVGather(mul_weight=mul_weight)
@@ -231,7 +248,9 @@ class BiLevelRoutingAttention(nn.Module):
         if kv_downsample_mode in ("ada_avgpool", "ada_maxpool"):
             assert kv_per_win is not None, f"{kv_downsample_mode} needs kv_per_win"
         elif kv_downsample_mode in ("maxpool", "avgpool"):
-            assert kv_downsample_ratio is not None, f"{kv_downsample_mode} needs kv_downsample_ratio"
+            assert kv_downsample_ratio is not None, (
+                f"{kv_downsample_mode} needs kv_downsample_ratio"
+            )
         elif kv_downsample_mode in ("fracpool", "conv"):
             raise NotImplementedError(f"{kv_downsample_mode} policy is not implemented yet!")
         elif kv_downsample_mode != "identity":

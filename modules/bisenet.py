@@ -17,6 +17,7 @@ Differences:
 - ARM's ``out_channels != in_channels`` is a usage error at construction instead of an
   ``assert`` in forward; FFM leaves a channel mismatch to its conv's own error message.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,11 +33,23 @@ _URL = "https://arxiv.org/abs/1808.00897"
 class ConvBlock(nn.Module):
     """Conv (no bias) - BatchNorm - ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 2,
-                 padding: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 2,
+        padding: int = 1,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride,
-                               padding=padding, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            bias=False,
+        )
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
 

@@ -8,6 +8,7 @@ Same class names, keywords and ``state_dict`` keys as External-Attention-pytorch
 ``CBAM.py``. Global pools are written as reductions (``amax``/``mean`` over H, W), which
 export to ``ReduceMax``/``ReduceMean`` at any static shape.
 """
+
 from __future__ import annotations
 
 import torch

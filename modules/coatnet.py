@@ -28,7 +28,8 @@ Differences from the reference, all numerically neutral:
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class Conv2dStaticSamePadding(nn.Conv2d):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        image_size: Optional[Size] = None,
+        image_size: Size | None = None,
         **kwargs,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, **kwargs)
@@ -59,7 +60,7 @@ class Conv2dStaticSamePadding(nn.Conv2d):
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pad_h = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
-        self.static_pad: Tuple[int, int, int, int] = (
+        self.static_pad: tuple[int, int, int, int] = (
             pad_w // 2,
             pad_w - pad_w // 2,
             pad_h // 2,
@@ -74,7 +75,7 @@ class Conv2dStaticSamePadding(nn.Conv2d):
         return super().forward(x)
 
 
-def _calculate_output_image_size(image_size: Size, stride: int) -> Tuple[int, int]:
+def _calculate_output_image_size(image_size: Size, stride: int) -> tuple[int, int]:
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     return math.ceil(h / stride), math.ceil(w / stride)
 

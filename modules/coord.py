@@ -17,6 +17,7 @@ function as ``x * relu6(x + 3) / 6``); the two gates are combined into one (N, C
 gate by a batched outer product (MatMul) and applied with one Mul, instead of two
 broadcasting Muls (``a_h * a_w`` equals ``a_w * a_h`` up to rounding).
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ averages them; since that conv is linear, the average is taken over its weight r
 bias instead (a (C, 2C/4) conv instead of a (k*k*C, 2C/4) one; constant-folded on
 export). Eval-mode BatchNorm is folded into the convs by ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import torch

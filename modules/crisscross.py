@@ -17,6 +17,7 @@ Same class name, keyword and ``state_dict`` keys as External-Attention-pytorch's
 - Instead of folding batch into the bmm batch axis with ``permute(...).contiguous().view``
   chains, the column and row attentions are 4-D batched matmuls on permuted views.
 """
+
 from __future__ import annotations
 
 import torch

@@ -27,7 +27,7 @@ grouping and the head split (and one the way back): no faster in ONNX Runtime (C
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Type
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -40,9 +40,9 @@ class Mlp(nn.Module):
     def __init__(
         self,
         in_features: int,
-        hidden_features: Optional[int] = None,
-        out_features: Optional[int] = None,
-        act_layer: Type[nn.Module] = nn.GELU,
+        hidden_features: int | None = None,
+        out_features: int | None = None,
+        act_layer: type[nn.Module] = nn.GELU,
         drop: float = 0.0,
     ) -> None:
         super().__init__()
@@ -99,10 +99,10 @@ class Attention(nn.Module):
     def __init__(
         self,
         dim: int,
-        group_size: Tuple[int, int],
+        group_size: tuple[int, int],
         num_heads: int,
         qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
+        qk_scale: float | None = None,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         position_bias: bool = True,
@@ -188,12 +188,12 @@ class CrossFormerBlock(nn.Module):
         lsda_flag: int = 0,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
+        qk_scale: float | None = None,
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
-        act_layer: Type[nn.Module] = nn.GELU,
-        norm_layer: Type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
         num_patch_size: int = 1,
     ) -> None:
         super().__init__()

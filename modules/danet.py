@@ -22,6 +22,7 @@ and ``state_dict`` keys):
 - The channel branch's ``fc_o`` acts on the H*W axis, so the input's H*W must equal the
   constructor's ``H * W`` (as in the reference).
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,7 +58,7 @@ class ScaledDotProductAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.d_model
         # One projection for q, k and v; the 1/sqrt(d) scale is folded into the q rows.
-        scale = d ** -0.5
+        scale = d**-0.5
         weight = torch.cat([self.fc_q.weight * scale, self.fc_k.weight, self.fc_v.weight], 0)
         bias = torch.cat([self.fc_q.bias * scale, self.fc_k.bias, self.fc_v.bias], 0)
         qkv = F.linear(x, weight, bias)  # (B, N, d) -> (B, N, 3d)
@@ -77,7 +78,7 @@ class SimplifiedScaledDotProductAttention(nn.Module):
         _init_linear(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        att = torch.matmul(x * self.d_model ** -0.5, x.transpose(1, 2))  # (B, N, N)
+        att = torch.matmul(x * self.d_model**-0.5, x.transpose(1, 2))  # (B, N, N)
         att = self.dropout(torch.softmax(att, dim=-1))
         return self.fc_o(torch.matmul(att, x))  # (B, N, d)
 

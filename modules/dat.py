@@ -39,7 +39,7 @@ Numerically neutral (bilinear sampling with zero padding and align_corners=True,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -9,6 +9,7 @@ External-Attention-pytorch's ``ECAAttention.py``. The pool is a mean over H, W
 (``ReduceMean``) and the channel vector is moved with reshapes only (its size-1 axes make
 the reference's permutes pure reshapes), so no Transpose reaches the graph.
 """
+
 from __future__ import annotations
 
 import torch

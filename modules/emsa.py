@@ -15,9 +15,8 @@ a Python-float scale, and no empty ``nn.Sequential`` (it held no parameters). Wi
 ``ratio > 1`` the exported graph has only the ``queries`` input, since nothing reads the
 others; the manifest lists them as unused.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -54,7 +53,12 @@ class EMSA(QKVOProjections):
         self.ratio = ratio
         if ratio > 1:
             self.sr_conv = nn.Conv2d(
-                d_model, d_model, kernel_size=ratio + 1, stride=ratio, padding=ratio // 2, groups=d_model
+                d_model,
+                d_model,
+                kernel_size=ratio + 1,
+                stride=ratio,
+                padding=ratio // 2,
+                groups=d_model,
             )
             self.sr_ln = nn.LayerNorm(d_model)
 
@@ -84,8 +88,8 @@ class EMSA(QKVOProjections):
         queries: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
-        attention_mask: Optional[torch.Tensor] = None,
-        attention_weights: Optional[torch.Tensor] = None,
+        attention_mask: torch.Tensor | None = None,
+        attention_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, nq, c = queries.shape
         if self.ratio > 1:

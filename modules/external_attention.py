@@ -9,6 +9,7 @@ The tokens attend to an external key memory ``mk`` (S slots), the map is double-
 External-Attention-pytorch's ``ExternalAttention.py``; the forward was already
 export-friendly, it is only written out as plain reductions (``Softmax`` / ``ReduceSum``).
 """
+
 from __future__ import annotations
 
 import torch

@@ -15,10 +15,11 @@ graph is then Mul -> ReduceSum at every size: at a static size onnxsim folds the
 one constant, and with dynamic H, W the filter is rebuilt from the input's shape (the
 reference's ``adaptive_avg_pool2d`` has no ONNX form for a symbolic size).
 """
+
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -28,20 +29,226 @@ from ._registry import register_module
 # Frequency (u, v) pairs in a 7x7 DCT grid, best first by the paper's single-frequency
 # ImageNet ablation ("top"), lowest first ("low"), worst first ("bot").
 _FREQUENCIES = {  # kind: (u indices, v indices)
-    "top": ([0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2, 4, 6, 3, 5, 5, 2, 6, 5, 5, 3, 3, 4, 2, 2, 6, 1],
-            [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 1, 1, 2, 4, 2, 1, 1, 3, 0, 5, 3]),
-    "low": ([0, 0, 1, 1, 0, 2, 2, 1, 2, 0, 3, 4, 0, 1, 3, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4],
-            [0, 1, 0, 1, 2, 0, 1, 2, 2, 3, 0, 0, 4, 3, 1, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3]),
-    "bot": ([6, 1, 3, 3, 2, 4, 1, 2, 4, 4, 5, 1, 4, 6, 2, 5, 6, 1, 6, 2, 2, 4, 3, 3, 5, 5, 6, 2, 5, 5, 3, 6],
-            [6, 4, 4, 6, 6, 3, 1, 4, 4, 5, 6, 5, 2, 2, 5, 1, 4, 3, 5, 0, 3, 1, 1, 2, 4, 2, 1, 1, 5, 3, 3, 3]),
+    "top": (
+        [
+            0,
+            0,
+            6,
+            0,
+            0,
+            1,
+            1,
+            4,
+            5,
+            1,
+            3,
+            0,
+            0,
+            0,
+            3,
+            2,
+            4,
+            6,
+            3,
+            5,
+            5,
+            2,
+            6,
+            5,
+            5,
+            3,
+            3,
+            4,
+            2,
+            2,
+            6,
+            1,
+        ],
+        [
+            0,
+            1,
+            0,
+            5,
+            2,
+            0,
+            2,
+            0,
+            0,
+            6,
+            0,
+            4,
+            6,
+            3,
+            5,
+            2,
+            6,
+            3,
+            3,
+            3,
+            5,
+            1,
+            1,
+            2,
+            4,
+            2,
+            1,
+            1,
+            3,
+            0,
+            5,
+            3,
+        ],
+    ),
+    "low": (
+        [
+            0,
+            0,
+            1,
+            1,
+            0,
+            2,
+            2,
+            1,
+            2,
+            0,
+            3,
+            4,
+            0,
+            1,
+            3,
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            1,
+            2,
+            3,
+            4,
+        ],
+        [
+            0,
+            1,
+            0,
+            1,
+            2,
+            0,
+            1,
+            2,
+            2,
+            3,
+            0,
+            0,
+            4,
+            3,
+            1,
+            5,
+            4,
+            3,
+            2,
+            1,
+            0,
+            6,
+            5,
+            4,
+            3,
+            2,
+            1,
+            0,
+            6,
+            5,
+            4,
+            3,
+        ],
+    ),
+    "bot": (
+        [
+            6,
+            1,
+            3,
+            3,
+            2,
+            4,
+            1,
+            2,
+            4,
+            4,
+            5,
+            1,
+            4,
+            6,
+            2,
+            5,
+            6,
+            1,
+            6,
+            2,
+            2,
+            4,
+            3,
+            3,
+            5,
+            5,
+            6,
+            2,
+            5,
+            5,
+            3,
+            6,
+        ],
+        [
+            6,
+            4,
+            4,
+            6,
+            6,
+            3,
+            1,
+            4,
+            4,
+            5,
+            6,
+            5,
+            2,
+            2,
+            5,
+            1,
+            4,
+            3,
+            5,
+            0,
+            3,
+            1,
+            1,
+            2,
+            4,
+            2,
+            1,
+            1,
+            5,
+            3,
+            3,
+            3,
+        ],
+    ),
 }
 FREQ_SEL_METHODS = tuple(f"{kind}{n}" for kind in _FREQUENCIES for n in (1, 2, 4, 8, 16, 32))
 
 
-def get_freq_indices(method: str) -> Tuple[List[int], List[int]]:
+def get_freq_indices(method: str) -> tuple[list[int], list[int]]:
     """The first N (u, v) frequencies of a 7x7 grid for ``method`` = top/low/bot + N."""
     if method not in FREQ_SEL_METHODS:
-        raise ValueError(f"freq_sel_method must be one of {', '.join(FREQ_SEL_METHODS)}; got {method!r}")
+        raise ValueError(
+            f"freq_sel_method must be one of {', '.join(FREQ_SEL_METHODS)}; got {method!r}"
+        )
     xs, ys = _FREQUENCIES[method[:3]]
     count = int(method[3:])
     return xs[:count], ys[:count]
@@ -82,19 +289,28 @@ class MultiSpectralDCTLayer(nn.Module):
     """Per-channel DCT pooling: (B, C, H, W) -> (B, C), the input first pooled to (height, width)."""
 
     def __init__(
-        self, height: int, width: int, mapper_x: Sequence[int], mapper_y: Sequence[int], channel: int
+        self,
+        height: int,
+        width: int,
+        mapper_x: Sequence[int],
+        mapper_y: Sequence[int],
+        channel: int,
     ) -> None:
         super().__init__()
         assert len(mapper_x) == len(mapper_y), "one v per u"
         if channel % len(mapper_x):
-            raise ValueError(f"channel ({channel}) must be divisible by the frequency count ({len(mapper_x)})")
+            raise ValueError(
+                f"channel ({channel}) must be divisible by the frequency count ({len(mapper_x)})"
+            )
         self.num_freq = len(mapper_x)
         self.register_buffer("weight", dct_filters(height, width, mapper_x, mapper_y, channel))
 
     def filter_for(self, h: int, w: int) -> torch.Tensor:
         """The DCT filter with adaptive average pooling to its size folded in: (C, h, w)."""
         if not torch.jit.is_tracing() and (h, w) == tuple(self.weight.shape[1:]):
-            return self.weight  # eager fast path; a trace keeps the generic form (folded when static)
+            return (
+                self.weight
+            )  # eager fast path; a trace keeps the generic form (folded when static)
         pool_h = adaptive_pool_matrix(h, self.weight.shape[1], self.weight)  # (dct_h, h)
         pool_w = adaptive_pool_matrix(w, self.weight.shape[2], self.weight)  # (dct_w, w)
         return pool_h.t() @ self.weight @ pool_w  # (h, dct_h) @ (C, dct_h, dct_w) @ (dct_w, w)
@@ -114,7 +330,12 @@ class MultiSpectralDCTLayer(nn.Module):
 )
 class MultiSpectralAttentionLayer(nn.Module):
     def __init__(
-        self, channel: int, dct_h: int, dct_w: int, reduction: int = 16, freq_sel_method: str = "top16"
+        self,
+        channel: int,
+        dct_h: int,
+        dct_w: int,
+        reduction: int = 16,
+        freq_sel_method: str = "top16",
     ) -> None:
         super().__init__()
         self.reduction = reduction

@@ -11,6 +11,7 @@ channels) and ignores ``in_planes``. Its ``F.interpolate(out, out.shape[-1])`` r
 1x1 gate to 1x1 and is left out; the gate is broadcast instead. Conv + BatchNorm fold into
 one Conv on export.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,9 +12,10 @@ awesome-attention-mechanism-in-cv's ``AttentionModule/GCBlock/gcnet.py`` (GCNet'
 softmaxed map (B, HW, 1) rather than the reference's 4-D matmul with an extra unit axis;
 ``avg`` pooling is a mean over H, W (``ReduceMean``).
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -58,7 +59,9 @@ class ContextBlock(nn.Module):
         if pooling_type not in POOLING_TYPES:
             raise ValueError(f"pooling_type must be one of {POOLING_TYPES}; got {pooling_type!r}")
         if not fusion_types or any(f not in FUSION_TYPES for f in fusion_types):
-            raise ValueError(f"fusion_types must be a non-empty subset of {FUSION_TYPES}; got {fusion_types!r}")
+            raise ValueError(
+                f"fusion_types must be a non-empty subset of {FUSION_TYPES}; got {fusion_types!r}"
+            )
         self.inplanes = inplanes
         self.ratio = ratio
         self.planes = int(inplanes * ratio)
@@ -68,8 +71,8 @@ class ContextBlock(nn.Module):
             self.conv_mask = nn.Conv2d(inplanes, 1, kernel_size=1)
             nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(self.conv_mask.bias)
-        self.channel_add_conv: Optional[nn.Sequential] = None
-        self.channel_mul_conv: Optional[nn.Sequential] = None
+        self.channel_add_conv: nn.Sequential | None = None
+        self.channel_mul_conv: nn.Sequential | None = None
         if "channel_add" in fusion_types:
             self.channel_add_conv = bottleneck_transform(inplanes, self.planes)
         if "channel_mul" in fusion_types:

@@ -28,10 +28,11 @@ Every step keeps the channel axis last, so the graph has four MatMuls, one Mul a
 Reshapes, and no Transpose. The spatial width ``b`` of a ``w``-bin half spectrum is
 ``2w - 2`` or ``2w - 1``; bases for both are built, and the forward picks by ``b``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ from torch import nn
 from ._registry import register_module
 
 
-def _width_bases(w: int, b: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _width_bases(w: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Real rfft / irfft matrices (orthonormal) along an axis of length ``b`` with ``w`` bins."""
     n = torch.arange(b, dtype=torch.float64)
     k = torch.arange(w, dtype=torch.float64)
@@ -56,7 +57,7 @@ def _width_bases(w: int, b: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return fwd.float(), inv.contiguous().float()
 
 
-def _height_bases(h: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _height_bases(h: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Complex DFT along an axis of length ``h`` as real matrices.
 
     forward ``(2h, 2h)``: input rows (m, re|im) -> output rows (re|im, k).
@@ -101,7 +102,7 @@ class GlobalFilter(nn.Module):
             self.register_buffer(f"inv_w_{parity}", inv_w, persistent=False)
 
     def forward(
-        self, x: torch.Tensor, spatial_size: Optional[Sequence[int]] = None
+        self, x: torch.Tensor, spatial_size: Sequence[int] | None = None
     ) -> torch.Tensor:
         B, N, C = x.shape
         if spatial_size is None:

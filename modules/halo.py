@@ -36,6 +36,7 @@ Differences from the reference, all numerically neutral:
   underflow to exactly 0 next to real logits, and an all-filled row is uniform either
   way), and no -inf when an engine runs the graph in float16.
 """
+
 from __future__ import annotations
 
 import torch
@@ -60,7 +61,12 @@ class RelPosEmb(nn.Module):
         b = self.block_size
         K = (self.rel_height.shape[0] + 1) // 2
         dev = self.rel_height.device
-        idx = torch.arange(K, device=dev).unsqueeze(0) - torch.arange(b, device=dev).unsqueeze(1) + K - 1  # (b, K)
+        idx = (
+            torch.arange(K, device=dev).unsqueeze(0)
+            - torch.arange(b, device=dev).unsqueeze(1)
+            + K
+            - 1
+        )  # (b, K)
         eh = self.rel_height[idx]  # (b, K, d): row x, key row i
         ew = self.rel_width[idx]  # (b, K, d): col y, key col j
         table = eh.reshape(b, 1, K, 1, -1) + ew.reshape(1, b, 1, K, -1)  # (x, y, i, j, d)
@@ -85,7 +91,9 @@ class HaloAttention(nn.Module):
     # False reproduces the reference (and the golden output); True masks the padding instead.
     mask_padding: bool = False
 
-    def __init__(self, *, dim: int, block_size: int, halo_size: int, dim_head: int = 64, heads: int = 8) -> None:
+    def __init__(
+        self, *, dim: int, block_size: int, halo_size: int, dim_head: int = 64, heads: int = 8
+    ) -> None:
         super().__init__()
         assert halo_size > 0, "halo size must be greater than 0"
         self.dim = dim
@@ -94,7 +102,9 @@ class HaloAttention(nn.Module):
         self.block_size = block_size
         self.halo_size = halo_size
         inner_dim = dim_head * heads
-        self.rel_pos_emb = RelPosEmb(block_size=block_size, rel_size=block_size + (halo_size * 2), dim_head=dim_head)
+        self.rel_pos_emb = RelPosEmb(
+            block_size=block_size, rel_size=block_size + (halo_size * 2), dim_head=dim_head
+        )
         self.to_q = nn.Linear(dim, inner_dim, bias=False)
         self.to_kv = nn.Linear(dim, inner_dim * 2, bias=False)
         self.to_out = nn.Linear(inner_dim, dim)
@@ -103,7 +113,9 @@ class HaloAttention(nn.Module):
         B, C, H, W = x.shape
         b, halo, nh = self.block_size, self.halo_size, self.heads
         assert H % b == 0 and W % b == 0, "fmap dimensions must be divisible by the block size"
-        assert C == self.dim, f"channels for input ({C}) does not equal to the correct dimension ({self.dim})"
+        assert self.dim == C, (
+            f"channels for input ({C}) does not equal to the correct dimension ({self.dim})"
+        )
         K = b + 2 * halo
         nbh, nbw = H // b, W // b
         nb, G = nbh * nbw, B * nh
@@ -112,8 +124,18 @@ class HaloAttention(nn.Module):
         # q and k/v for every pixel, heads split out: q (B*nh, H*W, d); kv (2, B*nh, H*W + 1, d),
         # where the extra last row of every (part, head) is zero and stands for the zero padding
         xt = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
-        qp = (self.to_q(xt) * self.scale).reshape(B, H * W, nh, d).transpose(1, 2).reshape(G * H * W, d)
-        kv = self.to_kv(xt).reshape(B, H * W, 2, nh, d).permute(2, 0, 3, 1, 4).reshape(2, G, H * W, d)
+        qp = (
+            (self.to_q(xt) * self.scale)
+            .reshape(B, H * W, nh, d)
+            .transpose(1, 2)
+            .reshape(G * H * W, d)
+        )
+        kv = (
+            self.to_kv(xt)
+            .reshape(B, H * W, 2, nh, d)
+            .permute(2, 0, 3, 1, 4)
+            .reshape(2, G, H * W, d)
+        )
         kv = F.pad(kv, (0, 0, 0, 1)).reshape(2 * G * (H * W + 1), d)
 
         # block queries and halo windows are row gathers with constant indices
@@ -122,8 +144,12 @@ class HaloAttention(nn.Module):
         row_q = (torch.arange(nbh, device=dev).reshape(nbh, 1) * b + ar_b).reshape(nbh, 1, b, 1)
         col_q = (torch.arange(nbw, device=dev).reshape(nbw, 1) * b + ar_b).reshape(1, nbw, 1, b)
         pix_q = row_q * W + col_q  # (nbh, nbw, b, b)
-        row_k = (torch.arange(nbh, device=dev).reshape(nbh, 1) * b + ar_k - halo).reshape(nbh, 1, K, 1)
-        col_k = (torch.arange(nbw, device=dev).reshape(nbw, 1) * b + ar_k - halo).reshape(1, nbw, 1, K)
+        row_k = (torch.arange(nbh, device=dev).reshape(nbh, 1) * b + ar_k - halo).reshape(
+            nbh, 1, K, 1
+        )
+        col_k = (torch.arange(nbw, device=dev).reshape(nbw, 1) * b + ar_k - halo).reshape(
+            1, nbw, 1, K
+        )
         inside = (row_k >= 0) & (row_k < H) & (col_k >= 0) & (col_k < W)  # (nbh, nbw, K, K)
         pix_k = torch.where(inside, row_k * W + col_k, H * W)  # outside -> the zero row
         heads = torch.arange(G, device=dev).reshape(G, 1, 1, 1, 1)
@@ -146,5 +172,9 @@ class HaloAttention(nn.Module):
 
         out = sim.softmax(dim=-1).reshape(G * nb, b * b, K * K) @ v  # (G*nb, b*b, d)
         # merge heads and blocks: (B, nh, nbh, nbw, b, b, d) -> (B, nbh, b, nbw, b, nh, d) = (B, H, W, inner)
-        out = out.reshape(B, nh, nbh, nbw, b, b, d).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, H, W, nh * d)
+        out = (
+            out.reshape(B, nh, nbh, nbw, b, b, d)
+            .permute(0, 2, 4, 3, 5, 1, 6)
+            .reshape(B, H, W, nh * d)
+        )
         return self.to_out(out).permute(0, 3, 1, 2)  # (B, C, H, W)

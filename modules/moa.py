@@ -26,7 +26,7 @@ patches are one ``Gather`` with a constant index from the zero-padded reduced ma
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +69,7 @@ class GlobalAttention(nn.Module):
         input_resolution: Sequence[int],
         num_heads: int,
         qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
+        qk_scale: float | None = None,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
     ) -> None:

@@ -21,6 +21,7 @@ What differs from the reference, and why (same outputs):
   and one Split instead of three 5-D transposes), and the softmax scale sits right after
   the q.k^T product, where ONNX Runtime folds it into the MatMul.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,7 +63,7 @@ class Attention(nn.Module):
         project_out = not (heads == 1 and head_dim == dim)
         self.heads = heads
         self.head_dim = head_dim
-        self.scale = head_dim ** -0.5
+        self.scale = head_dim**-0.5
         self.attend = nn.Softmax(dim=-1)
         self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
         self.to_out = (

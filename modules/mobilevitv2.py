@@ -10,6 +10,7 @@ pytorch's ``MobileViTv2Attention.py``, and the same math (like the reference, no
 the values). Difference, for speed: the weighted sum over tokens is one batched matmul
 ``softmax(i)^T @ K`` instead of a broadcast multiply and a reduction.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,5 +42,7 @@ class MobileViTv2Attention(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight_i = torch.softmax(self.fc_i(input), dim=1)  # (B, N, 1), softmax over the tokens
-        context = torch.matmul(weight_i.transpose(1, 2), self.fc_k(input))  # (B, 1, N) @ (B, N, d) -> (B, 1, d)
+        context = torch.matmul(
+            weight_i.transpose(1, 2), self.fc_k(input)
+        )  # (B, 1, N) @ (B, N, d) -> (B, 1, d)
         return self.fc_o(self.fc_v(input) * context)  # (B, N, d)

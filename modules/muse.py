@@ -19,9 +19,8 @@ Differences from the reference:
 - The 1-D convs run as 2-D convs over (B, C, 1, N) with the same (unsqueezed) weights,
   which ONNX Runtime executes much faster (see ``Depth_Pointwise_Conv1d``).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -50,7 +49,9 @@ class Depth_Pointwise_Conv1d(nn.Module):
         x = x.unsqueeze(2)  # (B, C, N) -> (B, C, 1, N)
         if self.k != 1:
             conv = self.depth_conv
-            x = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, padding=(0, self.k // 2), groups=conv.groups)
+            x = F.conv2d(
+                x, conv.weight.unsqueeze(2), conv.bias, padding=(0, self.k // 2), groups=conv.groups
+            )
         pw = self.pointwise_conv
         return F.conv2d(x, pw.weight.unsqueeze(2), pw.bias).squeeze(2)  # (B, out_ch, N)
 
@@ -77,17 +78,21 @@ class MUSEAttention(QKVOProjections):
         queries: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
-        attention_mask: Optional[torch.Tensor] = None,
-        attention_weights: Optional[torch.Tensor] = None,
+        attention_mask: torch.Tensor | None = None,
+        attention_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q = split_heads(self.fc_q(queries), self.h, self.d_k)  # (B, h, Nq, d_k)
         k = split_heads(self.fc_k(keys), self.h, self.d_k)  # (B, h, Nk, d_k)
         v_flat = self.fc_v(values)  # (B, Nk, h*d_v)
         v = split_heads(v_flat, self.h, self.d_v)  # (B, h, Nk, d_v)
-        out = self.fc_o(attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights))  # (B, Nq, d_model)
+        out = self.fc_o(
+            attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)
+        )  # (B, Nq, d_model)
 
         # Multi-scale conv branch; softmax of the parameter, not a rebinding of it.
         w = self.softmax(self.dy_paras)  # (3,)
         v2 = v_flat.transpose(1, 2)  # (B, Nk, h*d_v) -> (B, h*d_v, Nk)
-        out2 = w[0] * self.conv1(v2) + w[1] * self.conv3(v2) + w[2] * self.conv5(v2)  # (B, d_model, Nk)
+        out2 = (
+            w[0] * self.conv1(v2) + w[1] * self.conv3(v2) + w[2] * self.conv5(v2)
+        )  # (B, d_model, Nk)
         return out + out2.transpose(1, 2)  # (B, N, d_model)

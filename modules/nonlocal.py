@@ -12,9 +12,8 @@ the registry entry; ``nonlocal`` being a Python keyword is harmless since the pa
 imports it with importlib. The reference forward's debug flag ``return_nl_map`` is left
 out: the ONNX exporter turns a defaulted forward argument into a graph input.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -37,7 +36,7 @@ class NONLocalBlock2D(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        inter_channels: Optional[int] = None,
+        inter_channels: int | None = None,
         sub_sample: bool = True,
         bn_layer: bool = True,
     ) -> None:

@@ -22,9 +22,8 @@ Differences:
   formed as (B, K, HW), softmaxed over K, and applied as ``value (B, C', K) @ sim``. The
   ``key_channels ** -0.5`` scale is folded into the (small) key.
 """
-from __future__ import annotations
 
-from typing import List, Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -36,10 +35,13 @@ _PAPER = "Object-Contextual Representations for Semantic Segmentation"
 _URL = "https://arxiv.org/abs/1909.11065"
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int) -> List[nn.Module]:
+def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """1x1 conv and (BN, ReLU) as two entries: the reference's ``conv, BNReLU`` key layout."""
     bn_relu = nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU())
-    return [nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=False), bn_relu]
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=False),
+        bn_relu,
+    ]
 
 
 @register_module(
@@ -57,29 +59,39 @@ class SpatialGather_Module(nn.Module):
         self.scale = scale
 
     def forward(self, feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        regions = torch.softmax(self.scale * probs.flatten(2), dim=2)  # (B, K, HW), each row sums to 1
+        regions = torch.softmax(
+            self.scale * probs.flatten(2), dim=2
+        )  # (B, K, HW), each row sums to 1
         context = torch.matmul(feats.flatten(2), regions.transpose(1, 2))  # (B, C, HW) @ (B, HW, K)
         return context.unsqueeze(3)  # (B, C, K, 1)
 
 
 class ObjectAttentionBlock2D(nn.Module):
-    def __init__(self, in_channels: int, key_channels: int, scale: int = 1, bn_type: Optional[str] = None) -> None:
+    def __init__(
+        self, in_channels: int, key_channels: int, scale: int = 1, bn_type: str | None = None
+    ) -> None:
         super().__init__()
         self.scale = scale
         self.in_channels = in_channels
         self.key_channels = key_channels
         self.pool = nn.MaxPool2d(kernel_size=(scale, scale))
-        self.f_pixel = nn.Sequential(*_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels))
-        self.f_object = nn.Sequential(*_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels))
+        self.f_pixel = nn.Sequential(
+            *_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels)
+        )
+        self.f_object = nn.Sequential(
+            *_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels)
+        )
         self.f_down = nn.Sequential(*_conv_bn_relu(in_channels, key_channels))
         self.f_up = nn.Sequential(*_conv_bn_relu(key_channels, in_channels))
 
     def forward(self, x: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(x) if self.scale > 1 else x
         query = self.f_pixel(pooled)  # (B, C', h, w)
-        key = self.f_object(proxy).flatten(2) * self.key_channels ** -0.5  # (B, C', K)
+        key = self.f_object(proxy).flatten(2) * self.key_channels**-0.5  # (B, C', K)
         value = self.f_down(proxy).flatten(2)  # (B, C', K)
-        sim = torch.softmax(torch.matmul(key.transpose(1, 2), query.flatten(2)), dim=1)  # (B, K, hw), over K
+        sim = torch.softmax(
+            torch.matmul(key.transpose(1, 2), query.flatten(2)), dim=1
+        )  # (B, K, hw), over K
         context = torch.matmul(value, sim).reshape(query.shape)  # (B, C', hw) -> (B, C', h, w)
         context = self.f_up(context)  # (B, C, h, w)
         if self.scale > 1:
@@ -98,11 +110,22 @@ class ObjectAttentionBlock2D(nn.Module):
     input_axes=[{"batch": 0, "height": 2, "width": 3}, {"batch": 0}],
 )
 class SpatialOCR_Module(nn.Module):
-    def __init__(self, in_channels: int, key_channels: int, out_channels: int, scale: int = 1,
-                 dropout: float = 0.1, bn_type: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        key_channels: int,
+        out_channels: int,
+        scale: int = 1,
+        dropout: float = 0.1,
+        bn_type: str | None = None,
+    ) -> None:
         super().__init__()
-        self.object_context_block = ObjectAttentionBlock2D(in_channels, key_channels, scale, bn_type)
-        self.conv_bn_dropout = nn.Sequential(*_conv_bn_relu(2 * in_channels, out_channels), nn.Dropout2d(dropout))
+        self.object_context_block = ObjectAttentionBlock2D(
+            in_channels, key_channels, scale, bn_type
+        )
+        self.conv_bn_dropout = nn.Sequential(
+            *_conv_bn_relu(2 * in_channels, out_channels), nn.Dropout2d(dropout)
+        )
 
     def forward(self, feats: torch.Tensor, proxy_feats: torch.Tensor) -> torch.Tensor:
         context = self.object_context_block(feats, proxy_feats)  # (B, C, H, W)

@@ -32,6 +32,7 @@ Differences from the reference (same function, different evaluation order):
   VOLO: unfold and fold both with the given padding and stride.
 - The stride-1 ``AvgPool2d`` (an identity) is skipped.
 """
+
 from __future__ import annotations
 
 import torch
@@ -104,7 +105,9 @@ class OutlookAttention(nn.Module):
         a = a.reshape(B, h, w, nh * k**4).permute(0, 3, 1, 2)  # (B, nh*k^4, h, w)
         # the same at every H, W that is a multiple of the stride: a static int is right for all
         out_pad = (int(H - ((h - 1) * s - 2 * p + k)), int(W - ((w - 1) * s - 2 * p + k)))
-        A = F.conv_transpose2d(a, self._place, stride=s, padding=p, output_padding=out_pad, groups=nh)
+        A = F.conv_transpose2d(
+            a, self._place, stride=s, padding=p, output_padding=out_pad, groups=nh
+        )
         return A.reshape(B, nh, -1, H, W).permute(0, 1, 3, 4, 2)  # (B, nh, H, W, K2*K2)
 
     def _aggregate(self, src: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -127,10 +130,18 @@ class OutlookAttention(nn.Module):
         M = M[..., : W * L].reshape(B, nh, H, W, L)  # (B, nh, H, W, Wp*K2)
         # rows[qh, (col, dh)] = src[qh + dh - e, col - e], or a zero row outside the map: one Gather
         dev = src.device
-        r = torch.arange(H, device=dev).reshape(H, 1, 1) + torch.arange(K2, device=dev).reshape(1, 1, K2) - e
+        r = (
+            torch.arange(H, device=dev).reshape(H, 1, 1)
+            + torch.arange(K2, device=dev).reshape(1, 1, K2)
+            - e
+        )
         col = torch.arange(Wp, device=dev).reshape(1, Wp, 1) - e
-        idx = torch.where((r >= 0) & (r < H) & (col >= 0) & (col < W), r * W + col, H * W)  # (H, Wp, K2)
-        src = F.pad(src.reshape(B, nh, H * W, c), (0, 0, 0, 1))  # (B, nh, H*W + 1, c), last row zero
+        idx = torch.where(
+            (r >= 0) & (r < H) & (col >= 0) & (col < W), r * W + col, H * W
+        )  # (H, Wp, K2)
+        src = F.pad(
+            src.reshape(B, nh, H * W, c), (0, 0, 0, 1)
+        )  # (B, nh, H*W + 1, c), last row zero
         rows = src.index_select(2, idx.reshape(-1)).reshape(B, nh, H, L, c)  # (B, nh, H, Wp*K2, c)
         return M @ rows  # (B, nh, H, W, c)
 
@@ -146,7 +157,9 @@ class OutlookAttention(nn.Module):
 
         merge = nh == 1 and B * H * W >= C  # merging pays when there are more pixels than channels
         if not merge:
-            v = self.v_pj(x).reshape(B, H, W, nh, C // nh).permute(0, 3, 1, 2, 4)  # (B, nh, H, W, hd)
+            v = (
+                self.v_pj(x).reshape(B, H, W, nh, C // nh).permute(0, 3, 1, 2, 4)
+            )  # (B, nh, H, W, hd)
             y = self._aggregate(v, A).permute(0, 2, 3, 1, 4).reshape(B, H, W, C)
             return self.proj_drop(self.proj(y))
         # one head: aggregate x itself, then apply proj(v_pj(.)) as a single linear map

@@ -9,6 +9,7 @@ External-Attention-pytorch's ``ParNetAttention.py``. The pool in ``sse`` is a me
 (``ReduceMean``) instead of ``AdaptiveAvgPool2d``, still at index 0 so the conv keeps the
 key ``sse.1``. In eval mode the BatchNorms fold into their convs in the exported graph.
 """
+
 from __future__ import annotations
 
 import torch

@@ -18,6 +18,7 @@ over the full (C x HW) map left are matrix-vector ones instead of (C/2 x C) @ (C
 The conv biases pass through unchanged because softmax weights sum to 1. Results differ
 from the reference only by float summation order.
 """
+
 from __future__ import annotations
 
 import torch

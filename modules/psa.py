@@ -22,6 +22,7 @@ pooled (B, C, 1, 1) vector, with their weights concatenated in forward (constant
 on export), and the softmax over parts is taken on a (B, S, C/S, 1, 1) view, so the
 attention path has no per-part slicing at all.
 """
+
 from __future__ import annotations
 
 import torch

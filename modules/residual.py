@@ -11,6 +11,7 @@ H, W (``ReduceMean``/``ReduceMax`` on export) instead of ``flatten`` + ``torch.m
 whose indices output is not needed. The 1x1 conv (a (num_class x C x HW) GEMM) is nearly
 all the work, so ONNX Runtime can only be modestly faster than eager here.
 """
+
 from __future__ import annotations
 
 import torch

@@ -23,10 +23,10 @@ What differs from the reference, and why:
   branches are products with ones vectors: ONNX Runtime's ReduceSum over those axes took
   ~4-8x longer than the MatMul.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ def _clamp(index: torch.Tensor, size) -> torch.Tensor:
     return torch.minimum(torch.maximum(index, torch.zeros_like(last)), last)
 
 
-def _shift_index(h, w, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+def _shift_index(h, w, c: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """Gather index for the three branches and the channel block size it works in.
 
     ``y`` (B, h, w, 3c) is viewed as rows of ``unit`` channels, (B, h*w*3c/unit, unit); the
@@ -62,7 +62,7 @@ def _shift_index(h, w, c: int, device: torch.device) -> Tuple[torch.Tensor, int]
     offs = np.zeros((3, c // unit, 2), dtype=np.int64)  # (branch, block, dh|dw)
     for k, quarters in enumerate(_SHIFTS):
         for q, off in enumerate(quarters):
-            offs[k, bounds[q] // unit: bounds[q + 1] // unit] = off
+            offs[k, bounds[q] // unit : bounds[q + 1] // unit] = off
     offs = torch.from_numpy(offs).to(device)
     i = torch.arange(h, device=device).reshape(1, -1, 1, 1)
     j = torch.arange(w, device=device).reshape(1, 1, -1, 1)
@@ -112,9 +112,9 @@ class S2Attention(nn.Module):
         self.mlp1 = nn.Linear(channels, channels * 3)
         self.mlp2 = nn.Linear(channels, channels)
         self.split_attention = SplitAttention(channel=channels)
-        self._index: Dict[Tuple[int, int, int, str], Tuple[torch.Tensor, int]] = {}
+        self._index: dict[tuple[int, int, int, str], tuple[torch.Tensor, int]] = {}
 
-    def _shift_index(self, h, w, c: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+    def _shift_index(self, h, w, c: int, device: torch.device) -> tuple[torch.Tensor, int]:
         if torch.jit.is_tracing():  # built from the traced sizes: the graph follows H, W
             return _shift_index(h, w, int(c), device)
         key = (int(h), int(w), int(c), str(device))  # cached so eager does not rebuild it

@@ -12,9 +12,10 @@ except that ``norm_layer`` defaults to ``nn.BatchNorm2d`` (SCNet's) instead of b
 The upsampling is nearest-neighbour to the input's own size, taken from its shape, so any
 height and width export (``Resize`` with sizes from ``Shape``).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -24,11 +25,26 @@ from ..errors import UsageError
 from ._registry import register_module
 
 
-def _conv_norm(inplanes: int, planes: int, stride: int, padding: int, dilation: int, groups: int,
-               norm_layer: Callable[[int], nn.Module]) -> nn.Sequential:
+def _conv_norm(
+    inplanes: int,
+    planes: int,
+    stride: int,
+    padding: int,
+    dilation: int,
+    groups: int,
+    norm_layer: Callable[[int], nn.Module],
+) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=padding, dilation=dilation,
-                  groups=groups, bias=False),
+        nn.Conv2d(
+            inplanes,
+            planes,
+            kernel_size=3,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        ),
         norm_layer(planes),
     )
 
@@ -67,6 +83,8 @@ class SCConv(nn.Module):
         self.k4 = _conv_norm(inplanes, planes, stride, padding, dilation, groups, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        context = F.interpolate(self.k2(x), x.shape[2:])  # (B, C, H/r, W/r) -> (B, C, H, W), nearest
+        context = F.interpolate(
+            self.k2(x), x.shape[2:]
+        )  # (B, C, H/r, W/r) -> (B, C, H, W), nearest
         calibration = torch.sigmoid(x + context)
         return self.k4(self.k3(x) * calibration)  # (B, C, H/stride, W/stride)

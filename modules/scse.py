@@ -13,6 +13,7 @@ convs (their weights are conv-shaped), so the gate is ReduceMean -> Conv -> Relu
 -> Sigmoid. ``csSE`` sums the two gates before multiplying (``U * (g_c + g_s)``): two
 full-size elementwise ops instead of the reference's three, the same result.
 """
+
 from __future__ import annotations
 
 import torch

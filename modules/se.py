@@ -9,6 +9,7 @@ External-Attention-pytorch's ``SEAttention.py``. The pool is written as a mean o
 ``expand_as``-ed, so the exported graph is ReduceMean -> MatMul -> Relu -> MatMul -> Sigmoid
 -> Reshape -> Mul.
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,9 +9,8 @@ attention_weights=None``) and ``state_dict`` keys as External-Attention-pytorch'
 Python float multiply (the reference divides by a NumPy scalar, which the tracer records as
 a constant of its own).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -36,9 +35,11 @@ class ScaledDotProductAttention(QKVOProjections):
         queries: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
-        attention_mask: Optional[torch.Tensor] = None,
-        attention_weights: Optional[torch.Tensor] = None,
+        attention_mask: torch.Tensor | None = None,
+        attention_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q, k, v = self.project(queries, keys, values)  # (B, h, N, d)
-        out = attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)  # (B, Nq, h*d_v)
+        out = attend(
+            q, k, v, self.scale, self.dropout, attention_mask, attention_weights
+        )  # (B, Nq, h*d_v)
         return self.fc_o(out)  # (B, Nq, d_model)

@@ -16,6 +16,7 @@ the pool is a ``ReduceMean``, the unbiased std is one ``ReduceL2`` scaled by
 ``1 / sqrt(H*W - 1)``, and the per-group weight and bias broadcast on the (B, G, 1, H*W)
 map without reshaping it to (B, G, H, W) and back.
 """
+
 from __future__ import annotations
 
 import torch

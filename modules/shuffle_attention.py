@@ -19,6 +19,7 @@ Mul/Add and the GroupNorm reshapes are gone; on ONNX Runtime's CPU provider (2 t
 graph runs at 1.08-1.24x the naive export's speed (1x512x7x7 to 28x28, batch 8), where the
 decomposed GroupNorm it replaces ran at 0.75-0.98x.
 """
+
 from __future__ import annotations
 
 import torch

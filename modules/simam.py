@@ -10,9 +10,8 @@ accepted and unused, as there). Graph only, same math: the per-channel factor
 ``(n / 4) / (sum + n * lambda)`` (two nodes instead of four), and applied with a Mul
 instead of a full-size Div.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ from ._registry import register_module
     dynamic=("batch", "height", "width"),
 )
 class SimAM(nn.Module):
-    def __init__(self, channels: Optional[int] = None, e_lambda: float = 1e-4) -> None:
+    def __init__(self, channels: int | None = None, e_lambda: float = 1e-4) -> None:
         super().__init__()
         self.e_lambda = e_lambda
 

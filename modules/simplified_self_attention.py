@@ -8,10 +8,10 @@ queries, keys and values. Same class name, keywords, forward signature and ``sta
 keys as External-Attention-pytorch's ``SimplifiedSelfAttention.py``. Differences, for
 export: head split/merge by ``reshape`` + ``transpose``, and a Python-float scale.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import nn
@@ -47,11 +47,13 @@ class SimplifiedScaledDotProductAttention(nn.Module):
         queries: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
-        attention_mask: Optional[torch.Tensor] = None,
-        attention_weights: Optional[torch.Tensor] = None,
+        attention_mask: torch.Tensor | None = None,
+        attention_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q = split_heads(queries, self.h, self.d_k)  # (B, Nq, d_model) -> (B, h, Nq, d_k)
         k = split_heads(keys, self.h, self.d_k)  # (B, h, Nk, d_k)
         v = split_heads(values, self.h, self.d_v)  # (B, h, Nk, d_v)
-        out = attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)  # (B, Nq, h*d_v)
+        out = attend(
+            q, k, v, self.scale, self.dropout, attention_mask, attention_weights
+        )  # (B, Nq, h*d_v)
         return self.fc_o(out)  # (B, Nq, d_model)

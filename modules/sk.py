@@ -14,10 +14,11 @@ Python ``sum`` plus ``torch.stack``; the K ``fcs`` layers run as one Gemm (their
 concatenated in forward, which the exporter constant-folds); pooling is a ``ReduceMean``.
 ``kernels`` defaults to a tuple instead of the reference's (mutable) list.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

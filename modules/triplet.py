@@ -27,9 +27,8 @@ Differences (graph only, same math):
   with a constant 0/1 shift tensor and a MatMul, which the exporter constant-folds. If both
   axes are long (> 64) the fold would cost more than it saves and a plain 2-D conv is used.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,7 @@ _MAX_FOLD = 64  # fold an axis into channels only up to this length (FLOPs grow 
 
 
 def _conv_fold_rows(
-    m: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    m: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
     """Stride-1, zero-padded 'same' conv with one output channel, axis 2 folded into channels.
 
@@ -65,7 +64,7 @@ def _conv_fold_rows(
     return y.reshape(b, 1, f, length)
 
 
-def _thin_conv(m: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+def _thin_conv(m: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """(B, Cin, P, Q) -> (B, 1, P, Q): the gate conv, with the shorter axis folded into channels."""
     p, q = m.shape[2], m.shape[3]
     if min(p, q) > _MAX_FOLD:
@@ -93,8 +92,14 @@ class BasicConv(nn.Module):
         super().__init__()
         self.out_channels = out_planes
         self.conv = nn.Conv2d(
-            in_planes, out_planes, kernel_size=kernel_size, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, bias=bias,
+            in_planes,
+            out_planes,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
         )
         self.bn = nn.BatchNorm2d(out_planes, eps=1e-5, momentum=0.01, affine=True) if bn else None
         self.relu = nn.ReLU() if relu else None

@@ -19,6 +19,7 @@ Differences, for export and ONNX Runtime speed (same maths, reassociated):
   is several times slower on this tensor); the row sums of ``(V^T K)`` squares run over
   axis -2, ORT's fast strided reduction.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,10 +39,14 @@ from ._registry import register_module
 )
 class UFOAttention(QKVOProjections):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:
-        super().__init__(d_model, d_k, d_v, h, dropout)  # dropout is unused in forward, as in the reference
+        super().__init__(
+            d_model, d_k, d_v, h, dropout
+        )  # dropout is unused in forward, as in the reference
         self.gamma = nn.Parameter(torch.randn((1, h, 1, 1)))
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
         b, nq = queries.shape[:2]
         nk = keys.shape[1]
         h, d_k, d_v = self.h, self.d_k, self.d_v
@@ -50,7 +55,9 @@ class UFOAttention(QKVOProjections):
         # (FusedMatMul transBatch) instead of copying.
         k = self.fc_k(keys.transpose(0, 1)).reshape(nk, b, h, d_k)  # (Nk, B, h, d_k)
         v = self.fc_v(values.transpose(0, 1)).reshape(nk, b, h, d_v)  # (Nk, B, h, d_v)
-        kv_t = torch.matmul(v.permute(1, 2, 3, 0), k.permute(1, 2, 0, 3))  # (K^T V)^T: (B, h, d_v, d_k)
+        kv_t = torch.matmul(
+            v.permute(1, 2, 3, 0), k.permute(1, 2, 0, 3)
+        )  # (K^T V)^T: (B, h, d_v, d_k)
         kv_norm = (kv_t * kv_t).sum(2, keepdim=True).sqrt()  # row norms of K^T V: (B, h, 1, d_k)
 
         q = self.fc_q(queries.transpose(0, 1)).reshape(nq, b, h, d_k)  # (Nq, B, h, d_k)

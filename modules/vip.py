@@ -16,6 +16,7 @@ Differences from the reference, all numerically neutral:
 - the branch weights are taken with one softmax over a trailing axis of size 3 and split
   by slicing, instead of a permute to a leading axis and integer indexing (Gathers).
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,7 +55,9 @@ class MLP(nn.Module):
     layout="NHWC",
 )
 class WeightedPermuteMLP(nn.Module):
-    def __init__(self, dim: int, seg_dim: int = 8, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, seg_dim: int = 8, qkv_bias: bool = False, proj_drop: float = 0.0
+    ) -> None:
         super().__init__()
         self.seg_dim = seg_dim
         self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
@@ -73,10 +76,14 @@ class WeightedPermuteMLP(nn.Module):
         x5 = x.reshape(B, H, W, g, s)
         # height branch: mix (H, s) per (W, segment)
         h_embed = x5.permute(0, 2, 3, 1, 4).reshape(B, W, g, H * s)  # (B, W, g, H*s)
-        h_embed = self.mlp_h(h_embed).reshape(B, W, g, H, s).permute(0, 3, 1, 2, 4).reshape(B, H, W, C)
+        h_embed = (
+            self.mlp_h(h_embed).reshape(B, W, g, H, s).permute(0, 3, 1, 2, 4).reshape(B, H, W, C)
+        )
         # width branch: mix (W, s) per (H, segment)
         w_embed = x5.permute(0, 1, 3, 2, 4).reshape(B, H, g, W * s)  # (B, H, g, W*s)
-        w_embed = self.mlp_w(w_embed).reshape(B, H, g, W, s).permute(0, 1, 3, 2, 4).reshape(B, H, W, C)
+        w_embed = (
+            self.mlp_w(w_embed).reshape(B, H, g, W, s).permute(0, 1, 3, 2, 4).reshape(B, H, W, C)
+        )
 
         pooled = (c_embed + h_embed + w_embed).mean(dim=(1, 2))  # (B, H, W, C) -> (B, C)
         weight = self.reweighting(pooled).reshape(B, 1, 1, C, 3).softmax(dim=-1)  # (B, 1, 1, C, 3)

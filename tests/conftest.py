@@ -1,18 +1,21 @@
 """Shared test helpers: run the real CLI in a subprocess."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: Sequence[str], cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(
+    args: Sequence[str], cwd: Path, timeout: float = 300, **kwargs
+) -> subprocess.CompletedProcess:
     """``python -m attn_export ARGS`` as a user runs it, in ``cwd``."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
@@ -34,7 +37,9 @@ def cli(tmp_path):
     return _run
 
 
-def damaged_copies(original: bytes, seed: int, random_blobs: int, truncated: int, flipped: int) -> list:
+def damaged_copies(
+    original: bytes, seed: int, random_blobs: int, truncated: int, flipped: int
+) -> list:
     """Files a loader must refuse cleanly: random bytes, ``original`` cut short, and
     ``original`` with eight random bytes overwritten (these may still load)."""
     import random

@@ -1,4 +1,5 @@
 """The CLI end to end, through a subprocess, as a user runs it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,9 @@ def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
     lines = run.stdout.strip().splitlines()
     assert lines[-1].startswith("PASSED cbam")
     for step in ("torch", "export", "onnxruntime"):
-        assert any(line.strip().startswith(step) and " s " in line for line in lines), f"no timed {step} line"
+        assert any(line.strip().startswith(step) and " s " in line for line in lines), (
+            f"no timed {step} line"
+        )
     onnx_file, manifest_file = tmp_path / "out" / "cbam.onnx", tmp_path / "out" / "cbam.json"
     manifest = json.loads(manifest_file.read_text())
     assert manifest["module"] == "cbam" and manifest["class"] == "CBAMBlock"
@@ -29,11 +32,29 @@ def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
     for package in ("torch", "onnx", "onnxruntime", "onnxsim"):
         assert manifest["versions"][package]
     checks = manifest["checks"]
-    assert len(checks) == 4 and all(c["draw"].startswith("fresh") for c in checks)  # never the traced input
+    assert len(checks) == 4 and all(
+        c["draw"].startswith("fresh") for c in checks
+    )  # never the traced input
     for check in checks:
-        assert {"backend", "draw", "max_abs_err", "worst_nrmse", "atol", "rtol", "max_nrmse", "passed"} <= set(check)
-        assert check["passed"] and check["atol"] == 1e-4 and check["rtol"] == 1e-4 and check["worst_nrmse"] < 1e-3
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "temporary files left behind"
+        assert {
+            "backend",
+            "draw",
+            "max_abs_err",
+            "worst_nrmse",
+            "atol",
+            "rtol",
+            "max_nrmse",
+            "passed",
+        } <= set(check)
+        assert (
+            check["passed"]
+            and check["atol"] == 1e-4
+            and check["rtol"] == 1e-4
+            and check["worst_nrmse"] < 1e-3
+        )
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], (
+        "temporary files left behind"
+    )
 
 
 def test_user_weights_with_other_arguments_and_shape(cli, tmp_path):
@@ -45,7 +66,10 @@ def test_user_weights_with_other_arguments_and_shape(cli, tmp_path):
     manifest = json.loads((tmp_path / "o" / "se.json").read_text())
     assert manifest["kwargs"]["channel"] == 64
     assert manifest["inputs"][0]["shape"] == [2, 64, 5, 9]
-    assert manifest["weights"]["sha256"] == hashlib.sha256((tmp_path / "w.pt").read_bytes()).hexdigest()
+    assert (
+        manifest["weights"]["sha256"]
+        == hashlib.sha256((tmp_path / "w.pt").read_bytes()).hexdigest()
+    )
     # The exported graph computes the user's trained module, not the seeded initial one.
     import numpy as np
     import onnxruntime as ort
@@ -62,10 +86,15 @@ def test_weights_saved_from_data_parallel_load_as_they_are(tmp_path):
 
     torch.manual_seed(3)
     trained = modules.create_module("se", channel=32)
-    torch.save(torch.nn.DataParallel(trained).state_dict(), tmp_path / "dp.pt")  # every key under `module.`
+    torch.save(
+        torch.nn.DataParallel(trained).state_dict(), tmp_path / "dp.pt"
+    )  # every key under `module.`
     fresh = modules.create_module("se", channel=32)
     load_weights(fresh, tmp_path / "dp.pt")
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.state_dict().values(), trained.state_dict().values())
+    )
 
 
 def test_safetensors_weights(cli, tmp_path):
@@ -78,7 +107,9 @@ def test_safetensors_weights(cli, tmp_path):
 
 
 def test_set_values_parse_as_json_or_python_literals(cli):
-    run = cli("sk", "--set", "kernels=[1,3]", "--set", "channel=64", "--shape", "1,64,7,7", "--out", "o")
+    run = cli(
+        "sk", "--set", "kernels=[1,3]", "--set", "channel=64", "--shape", "1,64,7,7", "--out", "o"
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -94,7 +125,10 @@ def test_list_json_covers_the_registry(cli):
 
 def test_list_pattern_plain_text_matches_anywhere(cli):
     plain = cli("list", "self", "--json")
-    assert [r["name"] for r in json.loads(plain.stdout)] == ["self_attention", "simplified_self_attention"]
+    assert [r["name"] for r in json.loads(plain.stdout)] == [
+        "self_attention",
+        "simplified_self_attention",
+    ]
     glob = cli("list", "self*")
     assert glob.stdout.split()[0] == "self_attention" and glob.stdout.strip().endswith("1 module")
 
@@ -108,7 +142,12 @@ def test_info_shows_defaults_and_paper(cli):
 def test_help_documents_exit_codes(cli):
     run = cli("--help")
     assert run.returncode == 0
-    for line in ("0  passed", "1  verification failed", "2  usage or input error", "3  environment missing"):
+    for line in (
+        "0  passed",
+        "1  verification failed",
+        "2  usage or input error",
+        "3  environment missing",
+    ):
         assert line in run.stdout
 
 

@@ -3,6 +3,7 @@
 Each case runs ``python -m attn_export`` in a fresh folder with ``--out out`` (where the
 command takes it) and checks what a user sees.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def _write_weights(folder: Path) -> None:
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
     (folder / "garbage.pt").write_bytes(random.Random(0).randbytes(4096))
     (folder / "empty.pt").write_bytes(b"")
-    (folder / "truncated.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    (folder / "truncated.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     torch.save({"weight": _RunsCode()}, folder / "evil.pt")
     (folder / "evil.pkl").write_bytes(pickle.dumps(_RunsCode()))
     torch.save([torch.zeros(2)], folder / "list.pt")
@@ -74,10 +75,30 @@ CASES = [
     ("shape-zero", ["cbam", "--shape", "1,0,7,7"], USAGE, "positive"),
     ("shape-negative", ["cbam", "--shape", "1,-512,7,7"], USAGE, "positive"),
     ("shape-empty", ["cbam", "--shape", ""], USAGE, "--shape"),
-    ("shape-count", ["self_attention", "--shape", "1,49,512", "--shape", "1,49,512"], USAGE, "takes 3 input"),
-    ("channels-disagree-default", ["cbam", "--shape", "1,256,7,7"], USAGE, "cannot take input shape"),
-    ("channels-disagree-set", ["se", "--set", "channel=64", "--shape", "1,32,7,7"], USAGE, "cannot take input shape"),
-    ("groups-not-dividing", ["shuffle", "--set", "channel=60", "--shape", "1,60,7,7"], USAGE, "shuffle"),
+    (
+        "shape-count",
+        ["self_attention", "--shape", "1,49,512", "--shape", "1,49,512"],
+        USAGE,
+        "takes 3 input",
+    ),
+    (
+        "channels-disagree-default",
+        ["cbam", "--shape", "1,256,7,7"],
+        USAGE,
+        "cannot take input shape",
+    ),
+    (
+        "channels-disagree-set",
+        ["se", "--set", "channel=64", "--shape", "1,32,7,7"],
+        USAGE,
+        "cannot take input shape",
+    ),
+    (
+        "groups-not-dividing",
+        ["shuffle", "--set", "channel=60", "--shape", "1,60,7,7"],
+        USAGE,
+        "shuffle",
+    ),
     ("unknown-set-key", ["cbam", "--set", "channels=64"], USAGE, "accepted: channel"),
     ("set-wrong-type", ["cbam", "--set", "reduction=abc"], USAGE, "cannot build cbam"),
     ("set-twice", ["se", "--set", "channel=64", "--set", "channel=128"], USAGE, "given twice"),
@@ -110,10 +131,20 @@ CASES = [
     ("import-no-attr", ["nanmodel:Missing", "--shape", "1,3,8,8"], USAGE, "no attribute"),
     ("import-needs-shape", ["nanmodel:NaNBlock"], USAGE, "--shape"),
     ("nan-output", ["nanmodel:NaNBlock", "--shape", "1,3,8,8"], VERIFY, "NaN"),
-    ("bare-assert-in-model", ["bare:Block", "--shape", "1,3,5,5"], USAGE, "bare.py:4: assert x.shape[-1] % 8 == 0"),
+    (
+        "bare-assert-in-model",
+        ["bare:Block", "--shape", "1,3,5,5"],
+        USAGE,
+        "bare.py:4: assert x.shape[-1] % 8 == 0",
+    ),
     ("model-out-of-memory", ["oom:Block", "--shape", "1,3,4,4"], ENVIRONMENT, "out of memory"),
     ("shape-too-big-for-memory", ["se", "--shape", "1,512,100000,100000"], USAGE, "GiB of memory"),
-    ("shape-not-window-multiple", ["biformer", "--shape", "1,30,30,64"], USAGE, "multiples of n_win=7"),
+    (
+        "shape-not-window-multiple",
+        ["biformer", "--shape", "1,30,30,64"],
+        USAGE,
+        "multiples of n_win=7",
+    ),
     # bench checks its output files before the (long) run, not when writing them
     ("bench-unknown-module", ["bench", "cbma"], USAGE, "did you mean"),
     ("bench-json-no-folder", ["bench", "se", "--json", "nowhere/b.json"], USAGE, "does not exist"),
@@ -121,10 +152,20 @@ CASES = [
     ("bench-plot-not-png", ["bench", "se", "--plot", "b.svg"], USAGE, ".png"),
     ("bench-threads-zero", ["bench", "se", "--threads", "0"], USAGE, "--threads"),
     ("bench-import-needs-shape", ["bench", "nanmodel:NaNBlock"], USAGE, "--shape"),
-    ("bench-shape-for-two-names", ["bench", "se", "cbam", "--shape", "1,512,7,7"], USAGE, "exactly one NAME"),
+    (
+        "bench-shape-for-two-names",
+        ["bench", "se", "cbam", "--shape", "1,512,7,7"],
+        USAGE,
+        "exactly one NAME",
+    ),
     ("bench-bad-shape", ["bench", "cbam", "--shape", "1,512,7"], USAGE, "rank 4"),
     ("bench-names-and-all", ["bench", "--all", "se"], USAGE, "not both"),
-    ("all-pattern-matches-nothing", ["all", "--pattern", "zz*"], USAGE, "no registered module matches"),
+    (
+        "all-pattern-matches-nothing",
+        ["all", "--pattern", "zz*"],
+        USAGE,
+        "no registered module matches",
+    ),
 ]
 
 
@@ -145,12 +186,18 @@ def test_bad_invocation(args, code, words, workdir, tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == code, output
     assert "Traceback" not in output
-    message = run.stderr.strip().splitlines() if code in (USAGE, ENVIRONMENT) else [run.stdout.strip().splitlines()[-1]]
+    message = (
+        run.stderr.strip().splitlines()
+        if code in (USAGE, ENVIRONMENT)
+        else [run.stdout.strip().splitlines()[-1]]
+    )
     assert len(message) == 1, f"expected one line, got: {run.stderr!r}"
     assert words.lower() in message[0].lower(), message[0]
     leftovers = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
     assert not leftovers, f"files left in --out: {leftovers}"
-    assert set(os.listdir(workdir)) - {"__pycache__"} == before - {"__pycache__"}, "files appeared in the working folder"
+    assert set(os.listdir(workdir)) - {"__pycache__"} == before - {"__pycache__"}, (
+        "files appeared in the working folder"
+    )
     assert not (workdir / "PWNED").exists(), "unpickling ran code"
 
 
@@ -166,7 +213,10 @@ def test_damaged_weight_files_are_usage_errors(tmp_path, suffix):
     from attn_export.weights import read_state_dict
 
     good = tmp_path / f"good{suffix}"
-    state = {k: v.contiguous() for k, v in modules.create_module("se", channel=16, reduction=4).state_dict().items()}
+    state = {
+        k: v.contiguous()
+        for k, v in modules.create_module("se", channel=16, reduction=4).state_dict().items()
+    }
     if suffix == ".pt":
         torch.save(state, good)
     else:

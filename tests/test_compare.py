@@ -1,4 +1,5 @@
 """The comparator: tolerance arithmetic, the scale-free rule, NaN/Inf, shape mismatches, one raise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,9 @@ from attn_export.errors import VerificationError
 from attn_export.tolerances import FP32, Tolerance
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
-arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=finite)
+arrays = hnp.arrays(
+    np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=finite
+)
 tolerance = st.floats(0, 1, allow_nan=False)
 NO_NRMSE = float("inf")  # isolates the elementwise rule
 
@@ -33,9 +36,15 @@ def test_identical_outputs_pass_at_any_tolerance(ref, atol, rtol):
 def test_verdict_is_numpys_allclose_rule(ref, delta, atol, rtol):
     actual = ref.astype(np.float64) + delta
     check = compare("b", [ref], [actual], tol(atol, rtol))
-    expected = bool(np.all(np.abs(actual - ref.astype(np.float64)) <= atol + rtol * np.abs(ref.astype(np.float64))))
+    expected = bool(
+        np.all(
+            np.abs(actual - ref.astype(np.float64)) <= atol + rtol * np.abs(ref.astype(np.float64))
+        )
+    )
     assert check.passed == expected
-    assert check.max_abs_err == pytest.approx(float(np.max(np.abs(actual - ref.astype(np.float64)))))
+    assert check.max_abs_err == pytest.approx(
+        float(np.max(np.abs(actual - ref.astype(np.float64))))
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -45,7 +54,9 @@ def test_nan_or_inf_anywhere_fails(ref, bad, data):
     index = data.draw(st.integers(0, actual.size - 1))
     actual.flat[index] = bad
     assert not compare("b", [ref], [actual], tol(1e9, 1e9)).passed
-    assert not compare("b", [actual], [ref], tol(1e9, 1e9)).passed  # a NaN reference is no pass either
+    assert not compare(
+        "b", [actual], [ref], tol(1e9, 1e9)
+    ).passed  # a NaN reference is no pass either
 
 
 @given(arrays)
@@ -66,11 +77,19 @@ def test_negative_tolerance_is_refused():
 def test_all_failures_are_collected_and_raised_once():
     ref = [np.zeros(4, np.float32), np.ones(4, np.float32)]
     bad = [np.full(4, 1.0, np.float32), np.full(4, np.nan, np.float32)]
-    checks = [compare("ort", ref, bad, FP32, ["a", "b"], "draw 1"), compare("trt", ref, ref, FP32, ["a", "b"])]
+    checks = [
+        compare("ort", ref, bad, FP32, ["a", "b"], "draw 1"),
+        compare("trt", ref, ref, FP32, ["a", "b"]),
+    ]
     with pytest.raises(VerificationError) as error:
         raise_on_failures(checks)
     message = str(error.value)
-    assert "ort a on draw 1" in message and "ort b" in message and "NaN" in message and "trt" not in message
+    assert (
+        "ort a on draw 1" in message
+        and "ort b" in message
+        and "NaN" in message
+        and "trt" not in message
+    )
 
 
 SCALES = [1e-8, 1e-5, 1e-2, 1.0, 1e3, 1e6]
@@ -80,9 +99,16 @@ def wrong_graphs(ref: np.ndarray) -> dict:
     """What a broken graph returns instead of ``ref``."""
     half = ref.size // 2
     frozen = ref.copy()
-    frozen.flat[half:] = np.maximum(ref.flat[half:], 0)  # the other branch (a ReLU) on half the inputs
-    return {"zero": np.zeros_like(ref), "constant": np.full_like(ref, ref.mean()), "sign-flipped": -ref,
-            "frozen branch": frozen, "shuffled": np.random.default_rng(1).permutation(ref.ravel()).reshape(ref.shape)}
+    frozen.flat[half:] = np.maximum(
+        ref.flat[half:], 0
+    )  # the other branch (a ReLU) on half the inputs
+    return {
+        "zero": np.zeros_like(ref),
+        "constant": np.full_like(ref, ref.mean()),
+        "sign-flipped": -ref,
+        "frozen branch": frozen,
+        "shuffled": np.random.default_rng(1).permutation(ref.ravel()).reshape(ref.shape),
+    }
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -99,7 +125,9 @@ def test_wrong_graphs_fail_at_any_output_scale(scale):
 def test_float_rounding_passes_at_any_output_scale(scale, offset):
     rng = np.random.default_rng(2)
     ref = ((rng.standard_normal((4, 64)) + offset) * scale).astype(np.float32)
-    noisy = ref * (1 + rng.standard_normal(ref.shape).astype(np.float32) * 1e-6)  # summation-order noise
+    noisy = ref * (
+        1 + rng.standard_normal(ref.shape).astype(np.float32) * 1e-6
+    )  # summation-order noise
     assert compare("b", [ref], [noisy], FP32).passed
 
 

@@ -15,7 +15,6 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
@@ -33,9 +32,9 @@ class Instruction:
     line: int
 
 
-def parse_dockerfile(path: Path) -> List[Instruction]:
+def parse_dockerfile(path: Path) -> list[Instruction]:
     """Instructions with line continuations joined and comments dropped."""
-    instructions: List[Instruction] = []
+    instructions: list[Instruction] = []
     pending, start = "", 0
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
         stripped = raw.strip()
@@ -54,12 +53,12 @@ def parse_dockerfile(path: Path) -> List[Instruction]:
     return instructions
 
 
-def final_stage(instructions: List[Instruction]) -> List[Instruction]:
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
     last_from = max(i for i, ins in enumerate(instructions) if ins.keyword == "FROM")
     return instructions[last_from:]
 
 
-def image_reference(from_arguments: str, args: Dict[str, str]) -> str:
+def image_reference(from_arguments: str, args: dict[str, str]) -> str:
     """The image of a FROM line, with ARG defaults substituted and --platform dropped."""
     words = [w for w in from_arguments.split() if not w.startswith("--")]
     reference = words[0]
@@ -68,12 +67,12 @@ def image_reference(from_arguments: str, args: Dict[str, str]) -> str:
     return reference
 
 
-def dockerignore_patterns() -> List[str]:
+def dockerignore_patterns() -> list[str]:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
 
 
-def ignored_by_dockerignore(relative: str, patterns: List[str]) -> bool:
+def ignored_by_dockerignore(relative: str, patterns: list[str]) -> bool:
     """Docker's rule, for the patterns we use: the last matching pattern wins, ``!`` re-includes,
     and a path is excluded when it or a folder above it matches."""
     parts = Path(relative).parts
@@ -88,13 +87,10 @@ def ignored_by_dockerignore(relative: str, patterns: List[str]) -> bool:
     return excluded
 
 
-def copy_sources(instruction: Instruction) -> List[str]:
+def copy_sources(instruction: Instruction) -> list[str]:
     """Sources of a COPY/ADD (shell or JSON form); [] for COPY --from=<stage>."""
     arguments = instruction.arguments
-    if arguments.startswith("["):
-        words = json.loads(arguments)
-    else:
-        words = shlex.split(arguments)
+    words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
     if any(w.startswith("--from=") for w in words):
         return []
     paths = [w for w in words if not w.startswith("--")]
@@ -113,8 +109,8 @@ def dockerfile(request):
 
 def test_every_base_image_is_pinned(dockerfile):
     name, instructions = dockerfile
-    args: Dict[str, str] = {}
-    stages: List[str] = []
+    args: dict[str, str] = {}
+    stages: list[str] = []
     froms = 0
     for ins in instructions:
         if ins.keyword == "ARG" and "=" in ins.arguments:

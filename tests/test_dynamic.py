@@ -1,4 +1,5 @@
 """Dynamic shapes: symbolic axes in the graph, the min/opt/max profile, verification at its corners."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,10 @@ from attn_export.parsing import AXES
 
 def graph_dims(path) -> dict:
     model = onnx.load(str(path))
-    return {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    return {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in model.graph.input
+    }
 
 
 def test_cbam_with_a_symbolic_batch_runs_at_1_3_and_8(cli, tmp_path):
@@ -26,8 +30,13 @@ def test_cbam_with_a_symbolic_batch_runs_at_1_3_and_8(cli, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert graph_dims(tmp_path / "out" / "cbam.onnx") == {"input": ["batch", 512, 7, 7]}
     manifest = json.loads((tmp_path / "out" / "cbam.json").read_text())
-    assert manifest["inputs"][0]["dynamic"] == {"name": "input", "dynamic_axes": {"0": "batch"}, "min": [1, 512, 7, 7],
-                                                "opt": [1, 512, 7, 7], "max": [8, 512, 7, 7]}
+    assert manifest["inputs"][0]["dynamic"] == {
+        "name": "input",
+        "dynamic_axes": {"0": "batch"},
+        "min": [1, 512, 7, 7],
+        "opt": [1, 512, 7, 7],
+        "max": [8, 512, 7, 7],
+    }
     batches = sorted({d["shapes"][0][0] for d in manifest["draws"]["verify"]})
     assert batches == [1, 3, 8] and all(c["passed"] for c in manifest["checks"])
 
@@ -40,14 +49,27 @@ def test_a_dynamic_graph_matches_torch_at_sizes_it_was_never_checked_at(tmp_path
         x = np.random.default_rng(batch).standard_normal((batch, 512, 7, 7), dtype=np.float32)
         (got,) = session.run(None, {"input": x})
         with torch.no_grad():
-            np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(
+                got, model(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=1e-4
+            )
 
 
 def test_spatial_axes_with_a_given_profile(tmp_path):
-    result = attn_export.export("cbam", shapes=[(2, 64, 8, 8)], out_dir=tmp_path, kwargs={"channel": 64},
-                                dynamic="batch,height,width", min_shapes=[(1, 64, 4, 4)], max_shapes=[(4, 64, 16, 12)])
+    result = attn_export.export(
+        "cbam",
+        shapes=[(2, 64, 8, 8)],
+        out_dir=tmp_path,
+        kwargs={"channel": 64},
+        dynamic="batch,height,width",
+        min_shapes=[(1, 64, 4, 4)],
+        max_shapes=[(4, 64, 16, 12)],
+    )
     assert graph_dims(result.onnx_path) == {"input": ["batch", 64, "height", "width"]}
-    points = {d["point"]: d["shapes"][0] for d in result.manifest["draws"]["verify"] if d["point"] != "opt"}
+    points = {
+        d["point"]: d["shapes"][0]
+        for d in result.manifest["draws"]["verify"]
+        if d["point"] != "opt"
+    }
     assert points["min"] == [1, 64, 4, 4] and points["max"] == [4, 64, 16, 12]
     assert 1 < points["between"][0] < 4 and result.passed
 
@@ -63,7 +85,9 @@ def test_an_axis_the_math_fixes_is_a_usage_error_that_says_why(cli):
 def test_a_batch_baked_into_a_reshape_fails_verification(tmp_path):
     class Baked(torch.nn.Module):
         def forward(self, x):
-            batch = int(x.shape[0])  # a Python int: the tracer freezes the export batch into the graph
+            batch = int(
+                x.shape[0]
+            )  # a Python int: the tracer freezes the export batch into the graph
             return torch.softmax(x.reshape(batch, 8, -1), -1).reshape(batch, 8, 4, 4)
 
     with pytest.raises(VerificationError, match="at min|at max|at between"):
@@ -71,28 +95,43 @@ def test_a_batch_baked_into_a_reshape_fails_verification(tmp_path):
     assert not (tmp_path / "Baked.onnx").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dynamic", "depth"], "expected a comma-separated subset"),
-    (["--min-shape", "1,512,7,7"], "give --dynamic too"),
-    (["--dynamic", "tokens"], "cannot take a dynamic tokens"),
-    (["--dynamic", "batch", "--max-shape", "0,512,7,7"], "dimensions must be positive"),
-    (["--dynamic", "batch", "--min-shape", "4,512,7,7"], "min <= opt <= max"),
-    (["--dynamic", "batch", "--max-shape", "8,256,7,7"], "dim 1 is not dynamic"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dynamic", "depth"], "expected a comma-separated subset"),
+        (["--min-shape", "1,512,7,7"], "give --dynamic too"),
+        (["--dynamic", "tokens"], "cannot take a dynamic tokens"),
+        (["--dynamic", "batch", "--max-shape", "0,512,7,7"], "dimensions must be positive"),
+        (["--dynamic", "batch", "--min-shape", "4,512,7,7"], "min <= opt <= max"),
+        (["--dynamic", "batch", "--max-shape", "8,256,7,7"], "dim 1 is not dynamic"),
+    ],
+)
 def test_bad_dynamic_options_are_one_line_usage_errors(cli, args, message):
     run = cli("cbam", *args)
     assert run.returncode == 2 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
 
 
 def test_default_profile_and_points():
-    (profile,) = resolve_profiles(["input"], [(2, 64, 8, 8)], ["batch", "height"], [{"batch": 0, "height": 2, "width": 3}],
-                                  multiple=2, given={})
-    assert profile.min == (1, 64, 4, 8) and profile.opt == (2, 64, 8, 8) and profile.max == (8, 64, 16, 8)
+    (profile,) = resolve_profiles(
+        ["input"],
+        [(2, 64, 8, 8)],
+        ["batch", "height"],
+        [{"batch": 0, "height": 2, "width": 3}],
+        multiple=2,
+        given={},
+    )
+    assert (
+        profile.min == (1, 64, 4, 8)
+        and profile.opt == (2, 64, 8, 8)
+        and profile.max == (8, 64, 16, 8)
+    )
     points = dict(profile_points([profile], [(2, 64, 8, 8)], ["input"], multiple=2))
     between = points["between"][0]
     assert between[0] == 3 and between[2] % 2 == 0 and 8 < between[2] < 16
     with pytest.raises(UsageError, match="no input has a tokens axis"):
-        resolve_profiles(["input"], [(2, 64, 8, 8)], ["tokens"], [{"batch": 0, "height": 2, "width": 3}], 1, {})
+        resolve_profiles(
+            ["input"], [(2, 64, 8, 8)], ["tokens"], [{"batch": 0, "height": 2, "width": 3}], 1, {}
+        )
 
 
 def test_the_cli_parser_knows_the_registry_axes():

@@ -10,7 +10,7 @@ ops, O(1) values: observed error ~1e-7) and the registry's atol/rtol (else 1e-4)
 from __future__ import annotations
 
 import inspect
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -22,8 +22,8 @@ from torch import nn
 from attn_export import modules
 from attn_export.compare import compare
 from attn_export.errors import VerificationError
-from attn_export.tolerances import FP32, Tolerance
 from attn_export.onnx_export import DYNAMO_MIN_OPSET, export_to_onnx, input_names_for
+from attn_export.tolerances import FP32, Tolerance
 
 SMALL_TOL = 1e-5
 ZOO_TOL = 1e-4
@@ -92,7 +92,7 @@ def source_line(cls: type, snippet: str) -> str:
     return f"{inspect.getsourcefile(cls).rsplit('/', 1)[-1]}:{start + offset}"
 
 
-def flat_outputs(value) -> List[np.ndarray]:
+def flat_outputs(value) -> list[np.ndarray]:
     if isinstance(value, torch.Tensor):
         return [value.detach().numpy()]
     return [array for item in value for array in flat_outputs(item)]
@@ -100,14 +100,14 @@ def flat_outputs(value) -> List[np.ndarray]:
 
 def onnxruntime_outputs(
     model, names: Sequence[str], arrays: Sequence[np.ndarray]
-) -> List[np.ndarray]:
+) -> list[np.ndarray]:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     graph_inputs = {i.name for i in session.get_inputs()}
     return session.run(None, {n: a for n, a in zip(names, arrays) if n in graph_inputs})
 
 
 def assert_matches_torch(
-    graph, module: nn.Module, shapes: Sequence[Tuple[int, ...]], tol: Tuple[float, float], seed: int
+    graph, module: nn.Module, shapes: Sequence[tuple[int, ...]], tol: tuple[float, float], seed: int
 ) -> None:
     """allclose per element, and the scale-free nrmse bound (a zero or constant graph fails even
     where the outputs are smaller than atol)."""

@@ -79,7 +79,9 @@ def positive_draws(*seeds: int) -> list:
 
 def normal_draws(shape, *seeds: int) -> list:
     return [
-        Draw(f"normal {s}", {"x": np.random.default_rng(s).standard_normal(shape, dtype=np.float32)})
+        Draw(
+            f"normal {s}", {"x": np.random.default_rng(s).standard_normal(shape, dtype=np.float32)}
+        )
         for s in seeds
     ]
 
@@ -244,7 +246,9 @@ def test_growing_tensors_are_judged_on_their_growth_not_one_draws_peak():
     result = convert_to_fp16(squared_then_scaled(k), tuning, doubled)
     assert result.passed, result.reason
     reasons = {n["name"]: n["reason"] for n in result.fp32_nodes}
-    assert "grows as scale^2.0" in reasons["times_k"] and reasons["times_k"].startswith("overflow risk")
+    assert "grows as scale^2.0" in reasons["times_k"] and reasons["times_k"].startswith(
+        "overflow risk"
+    )
     assert "shrink" in reasons  # its reader, which would take k x^2 in as float16
 
 
@@ -318,7 +322,9 @@ def test_a_plain_feeds_mapping_is_one_tuning_draw():
 def test_default_draws_tune_and_check_on_different_seeds():
     result = convert_to_fp16(topk_of_shifted_scores(), seed=7)
     tuning, check = result.to_dict()["tuning"], result.to_dict()["check"]
-    assert len(tuning["draws"]) == DEFAULT_TUNING_DRAWS and len(check["draws"]) == DEFAULT_CHECK_DRAWS
+    assert (
+        len(tuning["draws"]) == DEFAULT_TUNING_DRAWS and len(check["draws"]) == DEFAULT_CHECK_DRAWS
+    )
     assert not set(tuning["draws"]) & set(check["draws"])
     assert [s["scale"] for s in check["per_scale"]] == list(DEFAULT_SCALES)
     assert len(result.checks) == DEFAULT_CHECK_DRAWS * len(DEFAULT_SCALES)

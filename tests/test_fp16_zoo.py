@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -20,7 +20,6 @@ from onnx import TensorProto
 
 from attn_export import modules
 from attn_export.compare import cosine_similarity
-from attn_export.onnx_export import export_to_onnx, input_names_for
 from attn_export.fp16 import (
     DEFAULT_MIN_COSINE,
     DEFAULT_SCALES,
@@ -28,6 +27,7 @@ from attn_export.fp16 import (
     Fp16Result,
     convert_to_fp16,
 )
+from attn_export.onnx_export import export_to_onnx, input_names_for
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 WEIGHT_SEEDS = (0, 1)  # the registry-wide stability test
@@ -36,7 +36,7 @@ SMALL_SIDE = 14  # the stability test's spatial size where the registry leaves i
 
 
 def export_registered(
-    name: str, weight_seed: int = 0, shapes: Optional[Sequence[Tuple[int, ...]]] = None
+    name: str, weight_seed: int = 0, shapes: Sequence[tuple[int, ...]] | None = None
 ) -> onnx.ModelProto:
     """The registered module with weights drawn from ``weight_seed``, exported at ``shapes``
     (default: the registry's)."""
@@ -78,14 +78,21 @@ def assert_good_fp16_graph(name: str, fp32_model: onnx.ModelProto, result: Fp16R
     assert not set(check["draws"]) & set(result.to_dict()["tuning"]["draws"])
     assert [s["scale"] for s in check["per_scale"]] == list(DEFAULT_SCALES)
     assert all(c.finite and c.cosine >= DEFAULT_MIN_COSINE for c in result.checks)
-    assert {v.type.tensor_type.elem_type for v in [*result.model.graph.input, *result.model.graph.output]} == {FLOAT}
+    assert {
+        v.type.tensor_type.elem_type
+        for v in [*result.model.graph.input, *result.model.graph.output]
+    } == {FLOAT}
     onnx.shape_inference.infer_shapes(result.model, strict_mode=True)  # raises on mixed types
     rng = np.random.default_rng(1)
     feeds = {
-        v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim], dtype=np.float32)
+        v.name: rng.standard_normal(
+            [d.dim_value for d in v.type.tensor_type.shape.dim], dtype=np.float32
+        )
         for v in fp32_model.graph.input
     }
-    for fp16_out, fp32_out in zip(run_ort(result.model, feeds), run_ort(fp32_model, feeds), strict=True):
+    for fp16_out, fp32_out in zip(
+        run_ort(result.model, feeds), run_ort(fp32_model, feeds), strict=True
+    ):
         assert cosine_similarity(fp16_out, fp32_out) >= DEFAULT_MIN_COSINE
 
 
@@ -104,7 +111,9 @@ def test_simam_overflows_at_x100_and_gets_an_fp32_island():
     assert {c.scale for c in plain.checks if not c.finite} == {100.0}
     result = convert_to_fp16(model)
     assert_good_fp16_graph("simam", model, result)
-    assert any(n["reason"].startswith("overflow") and "x100" in n["reason"] for n in result.fp32_nodes)
+    assert any(
+        n["reason"].startswith("overflow") and "x100" in n["reason"] for n in result.fp32_nodes
+    )
 
 
 @pytest.mark.parametrize("weight_seed", ISSUE_WEIGHT_SEEDS)
@@ -119,7 +128,9 @@ def test_issue_cases_hold_on_unseen_draws(name, weight_seed):
     reasons = [n["reason"] for n in result.fp32_nodes]
     if name == "biformer":  # the routing scores, from the graph input on, are float32
         assert any(r.startswith("decision") and "TopK" in r for r in reasons), reasons
-        assert {"/router/TopK", "/router/MatMul", "/ReduceMean"} <= {n["name"] for n in result.fp32_nodes}
+        assert {"/router/TopK", "/router/MatMul", "/ReduceMean"} <= {
+            n["name"] for n in result.fp32_nodes
+        }
     else:  # the logits, from the graph inputs on, are float32
         assert {"/MatMul", "/Mul", "/Softmax"} <= {n["name"] for n in result.fp32_nodes}
         assert any("grows as scale^2.0" in r for r in reasons), reasons
@@ -133,7 +144,9 @@ def test_every_registered_module_holds_across_weight_seeds(name):
     shapes = small_shapes(modules.get_spec(name))
     for weight_seed in WEIGHT_SEEDS:
         model = export_registered(name, weight_seed, shapes)
-        assert_good_fp16_graph(f"{name} (weights seed {weight_seed})", model, convert_to_fp16(model))
+        assert_good_fp16_graph(
+            f"{name} (weights seed {weight_seed})", model, convert_to_fp16(model)
+        )
 
 
 @pytest.mark.slow

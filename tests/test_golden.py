@@ -4,6 +4,7 @@ The vectors in ``tests/golden`` were made by running the reference implementatio
 ``tests/golden/README.md``). Tolerance: atol 1e-4, rtol 1e-4, the same fp32 bound the
 golden set was published with; the reference ops and ours differ only in summation order.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,11 @@ ATOL, RTOL = GOLDEN.atol, GOLDEN.rtol  # the bound the golden set was published 
 
 def load_golden(name: str):
     with np.load(GOLDEN_DIR / f"{name}.npz") as data:
-        state = {k[len("state/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("state/")}
+        state = {
+            k[len("state/") :]: torch.from_numpy(data[k])
+            for k in data.files
+            if k.startswith("state/")
+        }
         n_inputs = sum(1 for k in data.files if k.startswith("input_"))
         inputs = [torch.from_numpy(data[f"input_{i}"]) for i in range(n_inputs)]
         output = torch.from_numpy(data["output"])
@@ -41,7 +46,9 @@ def test_golden_parity(name):
     model = modules.create_module(name, **entry["kwargs"]).eval()
     state, inputs, expected = load_golden(name)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == {k: tuple(v) for k, v in entry["state_dict"].items()}, "state_dict keys/shapes differ"
+    assert ours == {k: tuple(v) for k, v in entry["state_dict"].items()}, (
+        "state_dict keys/shapes differ"
+    )
     model.load_state_dict(state, strict=True)
     assert [list(x.shape) for x in inputs] == entry["inputs"]
     with torch.no_grad():

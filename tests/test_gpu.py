@@ -38,9 +38,9 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -61,9 +61,9 @@ from attn_export.backends.tensorrt import (
     trt_major_version,
 )
 from attn_export.compare import compare
-from attn_export.tolerances import TENSORRT, Tolerance
 from attn_export.errors import UsageError, VerificationError
 from attn_export.onnx_export import SKIPPED_ONNXSIM_PASSES, export_to_onnx, input_names_for
+from attn_export.tolerances import TENSORRT, Tolerance
 
 REASON = tensorrt_unavailable_reason()
 if REASON is not None and os.environ.get("ATTN_EXPORT_REQUIRE_GPU") == "1":
@@ -83,8 +83,8 @@ class ZooCase:
     name: str
     onnx_path: Path
     model: onnx.ModelProto
-    feeds: Dict[str, np.ndarray]
-    reference: List[np.ndarray]  # PyTorch on the GPU, fp32, TF32 off
+    feeds: dict[str, np.ndarray]
+    reference: list[np.ndarray]  # PyTorch on the GPU, fp32, TF32 off
 
 
 def randomize_parameters(module: torch.nn.Module, seed: int) -> None:
@@ -113,7 +113,9 @@ def randomize_parameters(module: torch.nn.Module, seed: int) -> None:
                 tensor.copy_(0.1 * draw)
 
 
-def assert_matches(backend: str, case: ZooCase, outputs: List[np.ndarray], tolerance: Tolerance) -> None:
+def assert_matches(
+    backend: str, case: ZooCase, outputs: list[np.ndarray], tolerance: Tolerance
+) -> None:
     check = compare(backend, case.reference, outputs, tolerance)
     assert check.passed, f"{case.name}: " + "; ".join(check.failures())
 
@@ -145,7 +147,7 @@ def no_tf32():
 @pytest.fixture(scope="session")
 def zoo_case(gpu_workdir, no_tf32) -> Callable[[str], ZooCase]:
     """Export each module once per session and keep its inputs and GPU reference."""
-    cases: Dict[str, ZooCase] = {}
+    cases: dict[str, ZooCase] = {}
 
     def prepare(name: str) -> ZooCase:
         if name not in cases:
@@ -188,7 +190,9 @@ class TestZooOnGpu:
 
     def test_fp32_engine_matches_pytorch(self, name, zoo_case, gpu_workdir):
         case = zoo_case(name)
-        built = build_engine(case.onnx_path, precision="fp32", timing_cache=gpu_workdir / "timing.cache")
+        built = build_engine(
+            case.onnx_path, precision="fp32", timing_cache=gpu_workdir / "timing.cache"
+        )
         assert isinstance(built, BuiltEngine) and built.info.profile is None
         assert built.info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
         assert built.info.engine_sha256 == sha256(built.engine) and not built.info.cache_hit
@@ -200,9 +204,14 @@ class TestZooOnGpu:
     def test_fp16_engine_matches_pytorch(self, name, zoo_case, gpu_workdir):
         case = zoo_case(name)
         built = build_engine(
-            fp16_graph(case, gpu_workdir), precision="fp16", timing_cache=gpu_workdir / "timing.cache"
+            fp16_graph(case, gpu_workdir),
+            precision="fp16",
+            timing_cache=gpu_workdir / "timing.cache",
         )
-        assert built.info.precision == "fp16" and built.info.flags == (FLAG_STRONGLY_TYPED, FLAG_TF32_OFF)
+        assert built.info.precision == "fp16" and built.info.flags == (
+            FLAG_STRONGLY_TYPED,
+            FLAG_TF32_OFF,
+        )
         backend = TensorRTBackend(built.engine, precision="fp16")
         assert backend.name == "tensorrt-fp16"
         run_matches(backend, case, "fp16")
@@ -299,7 +308,7 @@ class TestEngineBuildOnGpu:
 
 # ----------------------------------------------------------------------------- dynamic shapes
 
-ShapeRange = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
+ShapeRange = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass
@@ -307,10 +316,12 @@ class DynamicCase:
     name: str
     onnx: bytes
     module: torch.nn.Module  # on the GPU, for references at any shape
-    input_names: List[str]
+    input_names: list[str]
 
 
-def export_dynamic(module: torch.nn.Module, shapes: Sequence[Tuple[int, ...]], axes: Mapping[int, str]) -> bytes:
+def export_dynamic(
+    module: torch.nn.Module, shapes: Sequence[tuple[int, ...]], axes: Mapping[int, str]
+) -> bytes:
     """The TorchScript export with ``axes`` of every input symbolic, then onnxsim (as the
     pipeline simplifies), serialized."""
     import onnxsim
@@ -330,15 +341,21 @@ def export_dynamic(module: torch.nn.Module, shapes: Sequence[Tuple[int, ...]], a
             dynamic_axes={**{n: dict(axes) for n in names}, "output": {0: axes[0]}},
         )
     model, ok = onnxsim.simplify(
-        onnx.load_from_string(buffer.getvalue()), skipped_optimizers=SKIPPED_ONNXSIM_PASSES, certify=False
+        onnx.load_from_string(buffer.getvalue()),
+        skipped_optimizers=SKIPPED_ONNXSIM_PASSES,
+        certify=False,
     )
     assert ok, "onnxsim could not validate the dynamic graph"
     return model.SerializeToString()
 
 
 @pytest.fixture(scope="module")
-def dynamic_case(no_tf32) -> Callable[[str, Sequence[Tuple[int, ...]], Mapping[int, str]], DynamicCase]:
-    def prepare(name: str, export_shapes: Sequence[Tuple[int, ...]], axes: Mapping[int, str]) -> DynamicCase:
+def dynamic_case(
+    no_tf32,
+) -> Callable[[str, Sequence[tuple[int, ...]], Mapping[int, str]], DynamicCase]:
+    def prepare(
+        name: str, export_shapes: Sequence[tuple[int, ...]], axes: Mapping[int, str]
+    ) -> DynamicCase:
         torch.manual_seed(SEED)
         module = modules.get_spec(name).create().eval()
         randomize_parameters(module, SEED)
@@ -348,7 +365,9 @@ def dynamic_case(no_tf32) -> Callable[[str, Sequence[Tuple[int, ...]], Mapping[i
     return prepare
 
 
-def assert_runs_like_pytorch(case: DynamicCase, backend: TensorRTBackend, shapes: Sequence[Tuple[int, ...]]) -> None:
+def assert_runs_like_pytorch(
+    case: DynamicCase, backend: TensorRTBackend, shapes: Sequence[tuple[int, ...]]
+) -> None:
     """Standard-normal inputs of ``shapes`` through the engine and PyTorch (fp32, TF32 off)."""
     rng = np.random.default_rng(SEED + sum(map(sum, shapes)))
     feeds = {n: rng.standard_normal(s, dtype=np.float32) for n, s in zip(case.input_names, shapes)}
@@ -371,7 +390,9 @@ class TestDynamicShapesOnGpu:
         built = build_engine(case.onnx, profile=profile)
         assert built.info.profile == profile
         assert built.info.to_dict()["profile"]["input_0"] == {
-            "min": [1, 49, 512], "opt": [1, 49, 512], "max": [8, 49, 512]
+            "min": [1, 49, 512],
+            "opt": [1, 49, 512],
+            "max": [8, 49, 512],
         }
         backend = TensorRTBackend(built.engine, precision="fp32")
         assert backend.input_ranges == profile
@@ -392,7 +413,9 @@ class TestDynamicShapesOnGpu:
         # the profile is part of the engine cache key
         again = build_engine(case.onnx, profile={"input": ranges}, cache_dir=cache)
         assert again.info.cache_hit and again.engine == built.engine
-        wider = build_engine(case.onnx, profile={"input": (ranges[0], ranges[1], (4, 512, 56, 56))}, cache_dir=cache)
+        wider = build_engine(
+            case.onnx, profile={"input": (ranges[0], ranges[1], (4, 512, 56, 56))}, cache_dir=cache
+        )
         assert not wider.info.cache_hit and wider.info.cache_key != built.info.cache_key
 
     def test_a_shape_outside_the_profile_is_a_one_line_error(self, dynamic_case):
@@ -412,5 +435,7 @@ class TestDynamicShapesOnGpu:
 
     def test_a_dynamic_graph_without_a_profile_names_the_input(self, dynamic_case):
         case = dynamic_case("cbam", [(2, 512, 7, 7)], {0: "batch"})
-        with pytest.raises(UsageError, match="input 'input' has dynamic dims \\(batch, 512, 7, 7\\)"):
+        with pytest.raises(
+            UsageError, match="input 'input' has dynamic dims \\(batch, 512, 7, 7\\)"
+        ):
             build_engine(case.onnx)

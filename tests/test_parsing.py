@@ -1,4 +1,5 @@
 """``--shape`` and ``--set`` parsers, with hypothesis."""
+
 from __future__ import annotations
 
 import json
@@ -43,19 +44,38 @@ def test_malformed_shapes(text):
         parse_shape(text)
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-    max_leaves=8,
-))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
 def test_json_values_round_trip(value):
     assert parse_value(json.dumps(value)) == value
 
 
-@pytest.mark.parametrize("text, value", [
-    ("true", True), ("false", False), ("True", True), ("null", None), ("None", None),
-    ("[1,3]", [1, 3]), ("(1, 3)", (1, 3)), ("0.2", 0.2), ("relu", "relu"), ("'a'", "a"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("false", False),
+        ("True", True),
+        ("null", None),
+        ("None", None),
+        ("[1,3]", [1, 3]),
+        ("(1, 3)", (1, 3)),
+        ("0.2", 0.2),
+        ("relu", "relu"),
+        ("'a'", "a"),
+    ],
+)
 def test_literal_spellings(text, value):
     assert parse_value(text) == value
 

@@ -1,4 +1,5 @@
 """The README's zoo table is the registry's (regenerate with `attn-export list --markdown`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,4 +15,6 @@ def test_readme_zoo_table_lists_every_registered_module_as_registered():
     text = README.read_text()
     assert START in text and END in text, "the README has no generated zoo table"
     table = text.split(START, 1)[1].split(END, 1)[0].strip()
-    assert table == zoo_table(modules.all_specs()), "README zoo table is stale: paste `attn-export list --markdown`"
+    assert table == zoo_table(modules.all_specs()), (
+        "README zoo table is stale: paste `attn-export list --markdown`"
+    )

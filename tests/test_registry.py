@@ -1,4 +1,5 @@
 """The registry: lookup, patterns, defaults, errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,11 @@ def test_unknown_name_without_close_match_still_says_how_to_list():
 
 def test_list_modules_pattern():
     names = modules.list_modules("*self_attention")
-    assert names == sorted(names) and "self_attention" in names and "simplified_self_attention" in names
+    assert (
+        names == sorted(names)
+        and "self_attention" in names
+        and "simplified_self_attention" in names
+    )
     assert modules.list_modules("no-such-*") == []
 
 

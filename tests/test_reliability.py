@@ -1,4 +1,5 @@
 """Interrupted runs, concurrent runs and reproducible artifacts, with the real CLI."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 # A module whose export and simplification take long enough to be interrupted mid-way.
@@ -23,7 +23,9 @@ def _sha(path: Path) -> str:
 
 def _assert_consistent_pair(out: Path, name: str) -> dict:
     manifest = json.loads((out / f"{name}.json").read_text())
-    assert manifest["onnx"]["sha256"] == _sha(out / f"{name}.onnx"), "manifest and graph come from different runs"
+    assert manifest["onnx"]["sha256"] == _sha(out / f"{name}.onnx"), (
+        "manifest and graph come from different runs"
+    )
     return manifest
 
 
@@ -37,14 +39,19 @@ def test_same_module_same_weights_gives_byte_identical_onnx(tmp_path):
         run = run_cli(["cbam", "--out", folder], cwd=tmp_path)
         assert run.returncode == 0, run.stderr
     first, second = (json.loads((tmp_path / f / "cbam.json").read_text()) for f in ("a", "b"))
-    assert (tmp_path / "a" / "cbam.onnx").read_bytes() == (tmp_path / "b" / "cbam.onnx").read_bytes()
+    assert (tmp_path / "a" / "cbam.onnx").read_bytes() == (
+        tmp_path / "b" / "cbam.onnx"
+    ).read_bytes()
     assert first["onnx"]["sha256"] == second["onnx"]["sha256"]
     # The manifest holds what reproduces the file: module, kwargs, seed, opset, versions.
     for key in ("module", "kwargs", "seed", "inputs", "versions"):
         assert first[key] == second[key]
     other_seed = run_cli(["cbam", "--out", "c", "--seed", "1"], cwd=tmp_path)
     assert other_seed.returncode == 0
-    assert json.loads((tmp_path / "c" / "cbam.json").read_text())["onnx"]["sha256"] != first["onnx"]["sha256"]
+    assert (
+        json.loads((tmp_path / "c" / "cbam.json").read_text())["onnx"]["sha256"]
+        != first["onnx"]["sha256"]
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
@@ -58,7 +65,10 @@ def test_interrupted_run_keeps_previous_artifacts(tmp_path, sig, after_line):
     # Second run with other weights (another seed): interrupt it right after a step line.
     process = subprocess.Popen(
         [sys.executable, "-m", "attn_export", SLOW_MODULE, "--out", str(out), "--seed", "7"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"},
     )
     for line in process.stdout:
@@ -77,8 +87,13 @@ def test_interrupted_run_keeps_previous_artifacts(tmp_path, sig, after_line):
 def test_concurrent_runs_into_one_folder_do_not_corrupt_each_other(tmp_path):
     out = tmp_path / "out"
     processes = [
-        subprocess.Popen([sys.executable, "-m", "attn_export", "cbam", "--out", str(out), "--seed", str(seed)],
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "attn_export", "cbam", "--out", str(out), "--seed", str(seed)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in (1, 2, 3)
     ]
     for process in processes:

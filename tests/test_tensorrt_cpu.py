@@ -130,7 +130,9 @@ def test_build_engine_rejects_a_missing_onnx_file(tmp_path):
 
 @pytest.mark.parametrize("data", [b"\xff\xfe not protobuf", b""])
 def test_build_engine_rejects_bytes_that_are_no_onnx_graph(data):
-    with pytest.raises(UsageError, match="the ONNX graph is not (a readable ONNX|an ONNX) model") as raised:
+    with pytest.raises(
+        UsageError, match="the ONNX graph is not (a readable ONNX|an ONNX) model"
+    ) as raised:
         build_engine(data)
     assert "\n" not in str(raised.value)
 
@@ -208,12 +210,21 @@ def test_build_engine_checks_the_profile_before_looking_for_tensorrt(tmp_path):
 @pytest.mark.parametrize(
     "profile, message",
     [
-        ({"y": ((1, 4), (1, 4), (1, 4))}, "profile names 'y', which is not a graph input \\(inputs: x\\)"),
+        (
+            {"y": ((1, 4), (1, 4), (1, 4))},
+            "profile names 'y', which is not a graph input \\(inputs: x\\)",
+        ),
         ({"x": ((1, 4), (2, 4))}, "must be \\(min, opt, max\\) shapes"),
         ({"x": ((1, 4), (2, 4), (0, 4))}, "max shape for input 'x' must be positive integers"),
         ({"x": ((1, 4), (2.5, 4), (8, 4))}, "opt shape for input 'x' must be positive integers"),
-        ({"x": ((1, 4, 1), (2, 4, 1), (8, 4, 1))}, "min shape \\(1, 4, 1\\) for input 'x' has rank 3"),
-        ({"x": ((1, 4), (9, 4), (8, 4))}, "needs min <= opt <= max in every dim; dim 0 has 1, 9, 8"),
+        (
+            {"x": ((1, 4, 1), (2, 4, 1), (8, 4, 1))},
+            "min shape \\(1, 4, 1\\) for input 'x' has rank 3",
+        ),
+        (
+            {"x": ((1, 4), (9, 4), (8, 4))},
+            "needs min <= opt <= max in every dim; dim 0 has 1, 9, 8",
+        ),
         ({"x": ((1, 4), (2, 5), (8, 4))}, "dim 1 has 4, 5, 4"),
         ({"x": ((1, 5), (2, 5), (8, 5))}, "sets dim 1 to 5..5, but the graph fixes it at 4"),
         ({"x": ((1, 2), (2, 4), (8, 8))}, "sets dim 1 to 2..8, but the graph fixes it at 4"),
@@ -240,7 +251,10 @@ def test_every_dynamic_input_needs_its_own_entry():
         ((1, 64, 7, 7), None),
         ((8, 64, 28, 28), None),
         ((3, 64, 10, 21), None),
-        ((9, 64, 7, 7), "input 'x' shape (9, 64, 7, 7) is outside the engine's profile: min (1, 64, 7, 7), max (8, 64, 28, 28)"),
+        (
+            (9, 64, 7, 7),
+            "input 'x' shape (9, 64, 7, 7) is outside the engine's profile: min (1, 64, 7, 7), max (8, 64, 28, 28)",
+        ),
         ((2, 64, 6, 7), "input 'x' shape (2, 64, 6, 7) is outside the engine's profile"),
         ((2, 32, 7, 7), "input 'x' shape (2, 32, 7, 7) is outside the engine's profile"),
         ((2, 64, 7), "input 'x' shape (2, 64, 7) is outside the engine's profile"),
@@ -258,7 +272,10 @@ def test_run_shapes_inside_the_profile_pass_and_others_are_named(shape, problem)
 def test_a_static_input_says_which_shape_it_expects():
     fixed = ((1, 4), (1, 4), (1, 4))
     assert input_shape_problem("x", (1, 4), fixed) is None
-    assert input_shape_problem("x", (2, 4), fixed) == "input 'x' has shape (2, 4), the engine expects (1, 4)"
+    assert (
+        input_shape_problem("x", (2, 4), fixed)
+        == "input 'x' has shape (2, 4), the engine expects (1, 4)"
+    )
 
 
 # ----------------------------------------------------------------------------- cache key, manifest
@@ -278,7 +295,11 @@ def test_engine_cache_key_changes_with_every_input_and_only_then():
     key = engine_cache_key(**KEY_BASE)
     assert len(key) == 64 and key == engine_cache_key(**KEY_BASE)
     assert key == engine_cache_key(**{**KEY_BASE, "flags": (FLAG_TF32_OFF, FLAG_STRONGLY_TYPED)})
-    assert key == engine_cache_key(**KEY_BASE, profile=None) == engine_cache_key(**KEY_BASE, profile={})
+    assert (
+        key
+        == engine_cache_key(**KEY_BASE, profile=None)
+        == engine_cache_key(**KEY_BASE, profile={})
+    )
     changes = {
         "onnx_sha256": "b" * 64,
         "trt_version": "11.4.0.106",
@@ -289,7 +310,9 @@ def test_engine_cache_key_changes_with_every_input_and_only_then():
         "workspace_bytes": 1 << 28,
         "profile": {"x": ((1, 4), (2, 4), (8, 4))},
     }
-    keys = {field: engine_cache_key(**{**KEY_BASE, field: value}) for field, value in changes.items()}
+    keys = {
+        field: engine_cache_key(**{**KEY_BASE, field: value}) for field, value in changes.items()
+    }
     assert key not in keys.values() and len(set(keys.values())) == len(changes)
 
 
@@ -335,7 +358,9 @@ def test_engine_info_is_json_for_the_manifest():
 def test_engine_info_records_the_profile():
     info = engine_info(profile={"x": ((1, 64, 7, 7), (2, 64, 7, 7), (8, 64, 7, 7))})
     data = json.loads(json.dumps(info.to_dict()))
-    assert data["profile"] == {"x": {"min": [1, 64, 7, 7], "opt": [2, 64, 7, 7], "max": [8, 64, 7, 7]}}
+    assert data["profile"] == {
+        "x": {"min": [1, 64, 7, 7], "opt": [2, 64, 7, 7], "max": [8, 64, 7, 7]}
+    }
 
 
 def test_built_engine_unpacks_as_bytes_and_info():

@@ -1,4 +1,5 @@
 """The workflows users bring: their own model by import path, NHWC graphs, the zoo report, bench."""
+
 from __future__ import annotations
 
 import json
@@ -68,24 +69,49 @@ def test_user_model_by_import_path_with_weights(cli, detector_package):
         sys.path.remove(str(detector_package))
         sys.modules.pop("mydet.models", None)
         sys.modules.pop("mydet", None)
-    run = cli("mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--weights", "det.pt", "--out", "o")
+    run = cli(
+        "mydet.models:build",
+        "--shape",
+        "1,3,64,64",
+        "--set",
+        "num_classes=3",
+        "--weights",
+        "det.pt",
+        "--out",
+        "o",
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = json.loads((detector_package / "o" / "TinyDetector.json").read_text())
     assert manifest["source"] == "mydet.models:build" and manifest["class"] == "TinyDetector"
     assert manifest["outputs"][0]["shape"] == [1, 8, 8, 8]
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
-    (got,) = ort.InferenceSession(str(detector_package / "o" / "TinyDetector.onnx")).run(None, {"input": x})
+    (got,) = ort.InferenceSession(str(detector_package / "o" / "TinyDetector.onnx")).run(
+        None, {"input": x}
+    )
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_bench_takes_a_user_model_and_other_shapes(cli, detector_package):
-    run = cli("bench", "mydet.models:build", "--shape", "1,3,64,64", "--set", "num_classes=3", "--json", "b.json",
-              "--threads", "1", timeout=600)
+    run = cli(
+        "bench",
+        "mydet.models:build",
+        "--shape",
+        "1,3,64,64",
+        "--set",
+        "num_classes=3",
+        "--json",
+        "b.json",
+        "--threads",
+        "1",
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     (row,) = json.loads((detector_package / "b.json").read_text())["rows"]
-    assert row["name"] == "TinyDetector" and row["shapes"] == [[1, 3, 64, 64]]  # named as export names it
+    assert row["name"] == "TinyDetector" and row["shapes"] == [
+        [1, 3, 64, 64]
+    ]  # named as export names it
     # the FLOPs are those of the model built with --set, at --shape
     import sys
 
@@ -103,9 +129,21 @@ def test_bench_takes_a_user_model_and_other_shapes(cli, detector_package):
         sys.modules.pop("mydet.models", None)
         sys.modules.pop("mydet", None)
     assert row["flops"] == counter.get_total_flops()
-    registry = cli("bench", "cbam", "--shape", "1,512,14,14", "--set", "reduction=8", "--json", "c.json", timeout=600)
+    registry = cli(
+        "bench",
+        "cbam",
+        "--shape",
+        "1,512,14,14",
+        "--set",
+        "reduction=8",
+        "--json",
+        "c.json",
+        timeout=600,
+    )
     assert registry.returncode == 0, registry.stdout + registry.stderr
-    assert json.loads((detector_package / "c.json").read_text())["rows"][0]["shapes"] == [[1, 512, 14, 14]]
+    assert json.loads((detector_package / "c.json").read_text())["rows"][0]["shapes"] == [
+        [1, 512, 14, 14]
+    ]
 
 
 def test_user_class_by_import_path(cli, detector_package):
@@ -157,14 +195,26 @@ def test_all_writes_every_graph_and_three_reports(cli, tmp_path):
         # the fp16 graph's CPU check stands in the TensorRT fp16 row: its verdict and fp32 islands
         kept = len(json.loads((zoo / f"{name}.json").read_text())["fp16"]["fp32_nodes"])
         assert backends[(name, "tensorrt-fp16")]["note"] == (
-            f"fp16 graph checked on CPU (float16 storage simulated): passed, {kept} node(s) kept in fp32")
+            f"fp16 graph checked on CPU (float16 storage simulated): passed, {kept} node(s) kept in fp32"
+        )
         assert (zoo / f"{name}.fp16.onnx").exists()
     assert "| onnxruntime-cpu | static | passed |" in (zoo / "report.md").read_text()
     assert (zoo / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_prints_ratios_and_writes_json_and_plot(cli, tmp_path):
-    run = cli("bench", "se", "eca", "--json", "b.json", "--plot", "b.png", "--sweep", "--profile", timeout=600)
+    run = cli(
+        "bench",
+        "se",
+        "eca",
+        "--json",
+        "b.json",
+        "--plot",
+        "b.png",
+        "--sweep",
+        "--profile",
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "geometric mean eager/ORT time ratio" in run.stdout and "matmul peak" in run.stdout
     data = json.loads((tmp_path / "b.json").read_text())
@@ -184,7 +234,9 @@ def test_profile_summary_gives_shares_and_the_gemm_share():
     from attn_export.bench import describe_profile
 
     line = describe_profile({"MatMul": 3.0, "Softmax": 1.0, "Gather": 0.5, "FusedMatMul": 0.5})
-    assert line.startswith("kernels 5.000 ms/run: MatMul 60%, Softmax 20%, Gather 10%, FusedMatMul 10%")
+    assert line.startswith(
+        "kernels 5.000 ms/run: MatMul 60%, Softmax 20%, Gather 10%, FusedMatMul 10%"
+    )
     assert line.endswith("matmul/conv kernels 70% of kernel time")
     assert describe_profile({}) == "no kernel events"
 
@@ -197,15 +249,27 @@ def test_bench_needs_names_or_all(cli):
 def test_sweep_tells_quadratic_from_linear_and_constant():
     from attn_export.bench import sweep_module
 
-    growth = {name: sweep_module(name) for name in ("simplified_self_attention", "crisscross", "bam", "se")}
+    growth = {
+        name: sweep_module(name)
+        for name in ("simplified_self_attention", "crisscross", "bam", "se")
+    }
     # self-attention's N x N scores; criss-cross: each pixel attends along its row and column,
     # N * (H + W - 1); BAM's convs grow with H*W; SE's FC layers see only the pooled vector
     assert {name: entry["growth"] for name, entry in growth.items()} == {
-        "simplified_self_attention": "quadratic", "crisscross": "N^1.5", "bam": "linear", "se": "constant"
+        "simplified_self_attention": "quadratic",
+        "crisscross": "N^1.5",
+        "bam": "linear",
+        "se": "constant",
     }, {name: entry["term_shares"] for name, entry in growth.items()}
     attention = growth["simplified_self_attention"]
     assert [p["positions"] for p in attention["points"]] == [49, 196, 784, 1764, 3136]
-    assert [p["positions"] for p in growth["bam"]["points"]] == [49, 196, 784, 1764, 3136]  # 7x7 .. 56x56
+    assert [p["positions"] for p in growth["bam"]["points"]] == [
+        49,
+        196,
+        784,
+        1764,
+        3136,
+    ]  # 7x7 .. 56x56
     fixed = sweep_module("gfnet")  # its filter is built for 14x14 tokens: one size, no growth law
     assert [p["positions"] for p in fixed["points"]] == [196] and fixed["growth"] is None
 
@@ -215,13 +279,19 @@ def test_flop_growth_splits_exact_power_laws():
 
     sides = np.array(SWEEP_SIDES, dtype=np.int64)
     n = sides * sides
-    mixed = flop_growth(list(n), list(300 * n + n * n))  # equal linear and quadratic terms at 300 positions
+    mixed = flop_growth(
+        list(n), list(300 * n + n * n)
+    )  # equal linear and quadratic terms at 300 positions
     assert mixed["growth"] == "quadratic"
     assert mixed["term_shares"]["quadratic"] == pytest.approx(3136 / (300 + 3136), abs=1e-6)
-    assert mixed["flop_exponent"] == pytest.approx(np.log((300 * 3136 + 3136**2) / (300 * 1764 + 1764**2)) / np.log(3136 / 1764))
+    assert mixed["flop_exponent"] == pytest.approx(
+        np.log((300 * 3136 + 3136**2) / (300 * 1764 + 1764**2)) / np.log(3136 / 1764)
+    )
     criss_cross = flop_growth(list(n), list(n * (2 * sides - 1)))  # N * (H + W - 1)
     assert criss_cross["growth"] == "N^1.5" and criss_cross["term_shares"]["linear"] < 0
-    shrinking_conv = flop_growth(list(n), list(9 * (sides - 2) ** 2))  # padding 0: (H - 2)^2 outputs
+    shrinking_conv = flop_growth(
+        list(n), list(9 * (sides - 2) ** 2)
+    )  # padding 0: (H - 2)^2 outputs
     assert shrinking_conv["growth"] == "linear"
     assert flop_growth(list(n), list(7 * n))["growth"] == "linear"
     assert flop_growth(list(n), [5] * 5)["growth"] == "constant"

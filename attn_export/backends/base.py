@@ -1,8 +1,9 @@
 """The backend interface and the two backends every install has: PyTorch and ONNX Runtime."""
+
 from __future__ import annotations
 
 import abc
-from typing import List, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ class Backend(abc.ABC):
     name: str = "backend"
 
     @abc.abstractmethod
-    def run(self, feeds: Feeds) -> List[np.ndarray]:
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
         """Run once on ``feeds`` (input name -> array) and return every output."""
 
 
@@ -28,13 +29,18 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, module: torch.nn.Module, input_names: Sequence[str], device: str = "cpu") -> None:
+    def __init__(
+        self, module: torch.nn.Module, input_names: Sequence[str], device: str = "cpu"
+    ) -> None:
         self.module = module.eval().to(device)
         self.input_names = list(input_names)
         self.device = device
 
-    def run(self, feeds: Feeds) -> List[np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
+        args = [
+            torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+            for n in self.input_names
+        ]
         with torch.inference_mode():
             out = self.module(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -46,9 +52,9 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(
         self,
-        model: Union[str, bytes],
+        model: str | bytes,
         provider: str = "CPUExecutionProvider",
-        threads: Optional[int] = None,
+        threads: int | None = None,
         disable_optimizations: bool = False,
     ) -> None:
         import onnxruntime as ort
@@ -71,5 +77,5 @@ class OnnxRuntimeBackend(Backend):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def run(self, feeds: Feeds) -> List[np.ndarray]:
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
         return self.session.run(self.output_names, {n: feeds[n] for n in self.input_names})

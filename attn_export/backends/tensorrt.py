@@ -43,9 +43,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -55,13 +56,13 @@ from ..errors import EnvironmentMissingError, UsageError, VerificationError, fir
 from .base import Backend, Feeds
 
 PathLike = Union[str, os.PathLike]
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 #: (min, opt, max) shapes of one input
-ShapeRange = Tuple[Shape, Shape, Shape]
+ShapeRange = tuple[Shape, Shape, Shape]
 #: input name -> (min, opt, max)
 Profile = Mapping[str, ShapeRange]
 #: a graph input's dims as ONNX declares them: a size, a symbol, or None (unknown)
-GraphDims = Sequence[Union[int, str, None]]
+GraphDims = Sequence[int | str | None]
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_WORKSPACE_BYTES = 1 << 30
@@ -76,7 +77,6 @@ FLAG_WEAKLY_TYPED_FP16 = "weakly_typed+BuilderFlag.FP16"
 FLAG_TF32_OFF = "tf32_off"
 
 
-
 @dataclass(frozen=True)
 class EngineInfo:
     """What was built, how, and whether it came from the engine cache (goes into the manifest)."""
@@ -87,17 +87,17 @@ class EngineInfo:
     gpu_name: str
     compute_capability: str
     precision: str
-    flags: Tuple[str, ...]
+    flags: tuple[str, ...]
     workspace_bytes: int
     cache_key: str
     cache_hit: bool
     #: seconds spent in TensorRT's builder by this call (0.0 on a cache hit)
     build_seconds: float
-    timing_cache: Optional[str]
+    timing_cache: str | None
     #: the optimization profile of the graph's dynamic inputs; None for a static graph
-    profile: Optional[Dict[str, ShapeRange]] = None
+    profile: dict[str, ShapeRange] | None = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["flags"] = list(self.flags)
         data["profile"] = profile_to_json(self.profile)
@@ -111,7 +111,7 @@ class BuiltEngine(NamedTuple):
     info: EngineInfo
 
 
-def tensorrt_unavailable_reason() -> Optional[str]:
+def tensorrt_unavailable_reason() -> str | None:
     """None when TensorRT imports and torch sees a CUDA device; otherwise why not, in one line."""
     try:
         import tensorrt  # noqa: F401
@@ -153,7 +153,7 @@ def check_precision(precision: str, legacy_fp16_flag: bool = False) -> None:
         raise UsageError("legacy_fp16_flag only applies to precision 'fp16'")
 
 
-def build_flags(trt_major: int, precision: str, legacy_fp16_flag: bool = False) -> Tuple[str, ...]:
+def build_flags(trt_major: int, precision: str, legacy_fp16_flag: bool = False) -> tuple[str, ...]:
     """The build flags for a TensorRT major version and precision (see the module docstring)."""
     check_precision(precision, legacy_fp16_flag)
     if legacy_fp16_flag:
@@ -174,7 +174,7 @@ def engine_cache_key(
     precision: str,
     flags: Sequence[str],
     workspace_bytes: int,
-    profile: Optional[Profile] = None,
+    profile: Profile | None = None,
 ) -> str:
     """sha256 over everything that decides an engine's content: equal keys, same engine.
 
@@ -194,11 +194,10 @@ def engine_cache_key(
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-
 # ------------------------------------------------------------------------------------------
 # Optimization profiles (pure Python: checked before TensorRT is imported)
 # ------------------------------------------------------------------------------------------
-def profile_to_json(profile: Optional[Profile]) -> Optional[Dict[str, Dict[str, List[int]]]]:
+def profile_to_json(profile: Profile | None) -> dict[str, dict[str, list[int]]] | None:
     """``{input: {"min": [...], "opt": [...], "max": [...]}}`` sorted by input; None stays None."""
     if not profile:
         return None
@@ -209,23 +208,31 @@ def profile_to_json(profile: Optional[Profile]) -> Optional[Dict[str, Dict[str, 
 
 
 def _shape_text(dims: Sequence[Any]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + (",)" if len(dims) == 1 else ")")
+    return (
+        "("
+        + ", ".join("?" if d is None else str(d) for d in dims)
+        + (",)" if len(dims) == 1 else ")")
+    )
 
 
-def _is_dynamic(dims: Optional[GraphDims]) -> bool:
+def _is_dynamic(dims: GraphDims | None) -> bool:
     return dims is None or any(not isinstance(d, int) or d <= 0 for d in dims)
 
 
-def _profile_entry(name: str, entry: Any, dims: Optional[GraphDims]) -> ShapeRange:
+def _profile_entry(name: str, entry: Any, dims: GraphDims | None) -> ShapeRange:
     """One input's (min, opt, max), checked against itself and the graph's dims."""
     if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-        raise UsageError(f"profile for input {name!r} must be (min, opt, max) shapes, not {entry!r}")
+        raise UsageError(
+            f"profile for input {name!r} must be (min, opt, max) shapes, not {entry!r}"
+        )
     shapes = []
     for label, shape in zip(PROFILE_SELECTORS, entry):
         if not isinstance(shape, (list, tuple)) or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape
         ):
-            raise UsageError(f"profile {label} shape for input {name!r} must be positive integers, not {shape!r}")
+            raise UsageError(
+                f"profile {label} shape for input {name!r} must be positive integers, not {shape!r}"
+            )
         shapes.append(tuple(int(d) for d in shape))
     low, opt, high = shapes
     if dims is not None:
@@ -236,7 +243,9 @@ def _profile_entry(name: str, entry: Any, dims: Optional[GraphDims]) -> ShapeRan
                     f"{len(shape)}; the graph's input is {_shape_text(dims)}"
                 )
     if len({len(s) for s in shapes}) != 1:
-        raise UsageError(f"profile shapes for input {name!r} differ in rank: {', '.join(map(_shape_text, shapes))}")
+        raise UsageError(
+            f"profile shapes for input {name!r} differ in rank: {', '.join(map(_shape_text, shapes))}"
+        )
     for axis, (a, b, c) in enumerate(zip(low, opt, high)):
         if not a <= b <= c:
             raise UsageError(
@@ -252,7 +261,9 @@ def _profile_entry(name: str, entry: Any, dims: Optional[GraphDims]) -> ShapeRan
     return low, opt, high
 
 
-def resolve_profile(inputs: Mapping[str, Optional[GraphDims]], profile: Optional[Profile]) -> Optional[Dict[str, ShapeRange]]:
+def resolve_profile(
+    inputs: Mapping[str, GraphDims | None], profile: Profile | None
+) -> dict[str, ShapeRange] | None:
     """The profile to build with: one (min, opt, max) per graph input with dynamic dims.
 
     ``inputs`` maps each graph input to its ONNX dims (``attn_export.trt_check.graph_input_dims``).
@@ -264,7 +275,9 @@ def resolve_profile(inputs: Mapping[str, Optional[GraphDims]], profile: Optional
     profile = dict(profile or {})
     unknown = [name for name in profile if name not in inputs]
     if unknown:
-        raise UsageError(f"profile names {unknown[0]!r}, which is not a graph input (inputs: {', '.join(inputs) or 'none'})")
+        raise UsageError(
+            f"profile names {unknown[0]!r}, which is not a graph input (inputs: {', '.join(inputs) or 'none'})"
+        )
     resolved = {}
     for name, dims in inputs.items():
         if name in profile:
@@ -280,14 +293,16 @@ def resolve_profile(inputs: Mapping[str, Optional[GraphDims]], profile: Optional
     return resolved or None
 
 
-def input_shape_problem(name: str, shape: Sequence[int], allowed: ShapeRange) -> Optional[str]:
+def input_shape_problem(name: str, shape: Sequence[int], allowed: ShapeRange) -> str | None:
     """Why an engine built with ``allowed`` (min, opt, max) cannot take ``shape``, or None."""
     low, _, high = allowed
     shape = tuple(int(d) for d in shape)
     if len(shape) == len(low) and all(a <= d <= c for a, d, c in zip(low, shape, high)):
         return None
     if low == high:
-        return f"input {name!r} has shape {_shape_text(shape)}, the engine expects {_shape_text(low)}"
+        return (
+            f"input {name!r} has shape {_shape_text(shape)}, the engine expects {_shape_text(low)}"
+        )
     return (
         f"input {name!r} shape {_shape_text(shape)} is outside the engine's profile: "
         f"min {_shape_text(low)}, max {_shape_text(high)}"
@@ -314,7 +329,6 @@ def graph_has_float16(model: Any) -> bool:
     return False
 
 
-
 # ------------------------------------------------------------------------------------------
 # Build
 # ------------------------------------------------------------------------------------------
@@ -323,11 +337,13 @@ class _OnnxSource:
     """The graph to parse: its bytes, and its file when given one (external weights resolve)."""
 
     data: bytes
-    path: Optional[Path]
+    path: Path | None
     label: str
 
 
-def _read_onnx(onnx_model: Union[bytes, bytearray, memoryview, PathLike]) -> Tuple[_OnnxSource, Any]:
+def _read_onnx(
+    onnx_model: bytes | bytearray | memoryview | PathLike,
+) -> tuple[_OnnxSource, Any]:
     """The source and its ModelProto (weights left external), or UsageError."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -342,21 +358,23 @@ def _read_onnx(onnx_model: Union[bytes, bytearray, memoryview, PathLike]) -> Tup
     try:
         model = onnx.load_from_string(source.data)
     except (DecodeError, ValueError) as exc:
-        raise UsageError(f"{source.label} is not a readable ONNX model ({first_line(exc)})") from None
+        raise UsageError(
+            f"{source.label} is not a readable ONNX model ({first_line(exc)})"
+        ) from None
     if not model.HasField("graph"):
         raise UsageError(f"{source.label} is not an ONNX model (no graph)")
     return source, model
 
 
 def build_engine(
-    onnx_model: Union[bytes, PathLike],
-    engine_path: Optional[PathLike] = None,
+    onnx_model: bytes | PathLike,
+    engine_path: PathLike | None = None,
     *,
-    profile: Optional[Profile] = None,
+    profile: Profile | None = None,
     precision: str = "fp32",
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
-    timing_cache: Optional[PathLike] = None,
-    cache_dir: Optional[PathLike] = None,
+    timing_cache: PathLike | None = None,
+    cache_dir: PathLike | None = None,
     legacy_fp16_flag: bool = False,
 ) -> BuiltEngine:
     """Build (or fetch from ``cache_dir``) a serialized engine for an ONNX graph.
@@ -389,7 +407,14 @@ def build_engine(
     gpu_name, compute_capability = _current_gpu()
     onnx_sha256 = hashlib.sha256(source.data).hexdigest()
     key = engine_cache_key(
-        onnx_sha256, trt.__version__, gpu_name, compute_capability, precision, flags, workspace_bytes, resolved
+        onnx_sha256,
+        trt.__version__,
+        gpu_name,
+        compute_capability,
+        precision,
+        flags,
+        workspace_bytes,
+        resolved,
     )
     timing_cache_path = Path(timing_cache) if timing_cache is not None else None
 
@@ -423,7 +448,9 @@ def build_engine(
     result = built(engine, cache_hit=False, build_seconds=time.perf_counter() - started)
     if cached_engine is not None:
         atomic_write(cached_engine, engine)
-        atomic_write(cached_engine.with_suffix(".json"), json.dumps(result.info.to_dict(), indent=2))
+        atomic_write(
+            cached_engine.with_suffix(".json"), json.dumps(result.info.to_dict(), indent=2)
+        )
     return result
 
 
@@ -441,7 +468,7 @@ class TensorRTBackend(Backend):
     """
 
     def __init__(
-        self, engine: Union[bytes, PathLike], device: str = "cuda", precision: Optional[str] = None
+        self, engine: bytes | PathLike, device: str = "cuda", precision: str | None = None
     ) -> None:
         trt = require_tensorrt()
         self.device = torch.device(device)
@@ -473,12 +500,18 @@ class TensorRTBackend(Backend):
                 )
             self.stream = torch.cuda.Stream(device=self.device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.input_names = [
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+        ]
+        self.output_names = [
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT
+        ]
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n), n) for n in names}
         #: input name -> (min, opt, max) it accepts (all three equal for a static input)
-        self.input_ranges: Dict[str, ShapeRange] = {n: self._input_range(n) for n in self.input_names}
-        self._outputs: Dict[str, torch.Tensor] = {}  # reused while an output's shape stays
+        self.input_ranges: dict[str, ShapeRange] = {
+            n: self._input_range(n) for n in self.input_names
+        }
+        self._outputs: dict[str, torch.Tensor] = {}  # reused while an output's shape stays
         if precision is None:  # a guess for engines built elsewhere: fp16 I/O = fp16 engine
             precision = "fp16" if any(d == torch.float16 for d in self.dtypes.values()) else "fp32"
         self.precision = precision
@@ -491,10 +524,12 @@ class TensorRTBackend(Backend):
         low, opt, high = self.engine.get_tensor_profile_shape(name, 0)  # profile 0: the only one
         return tuple(map(int, low)), tuple(map(int, opt)), tuple(map(int, high))
 
-    def run(self, feeds: Feeds) -> List[np.ndarray]:
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
-            raise UsageError(f"missing engine inputs: {', '.join(missing)} (engine inputs: {', '.join(self.input_names)})")
+            raise UsageError(
+                f"missing engine inputs: {', '.join(missing)} (engine inputs: {', '.join(self.input_names)})"
+            )
         arrays = {n: np.ascontiguousarray(feeds[n]) for n in self.input_names}
         for name, array in arrays.items():
             problem = input_shape_problem(name, array.shape, self.input_ranges[name])
@@ -504,7 +539,11 @@ class TensorRTBackend(Backend):
         inputs = []  # kept alive until the stream is synchronized
         with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             for name, array in arrays.items():
-                tensor = torch.from_numpy(array).to(device=self.device, dtype=self.dtypes[name]).contiguous()
+                tensor = (
+                    torch.from_numpy(array)
+                    .to(device=self.device, dtype=self.dtypes[name])
+                    .contiguous()
+                )
                 if not self.context.set_input_shape(name, tuple(array.shape)):
                     raise UsageError(
                         f"TensorRT refused input {name!r} shape {_shape_text(array.shape)}: "
@@ -549,10 +588,10 @@ class TensorRTBackend(Backend):
 def _build_serialized(
     trt: Any,
     source: _OnnxSource,
-    flags: Tuple[str, ...],
+    flags: tuple[str, ...],
     workspace_bytes: int,
-    timing_cache: Optional[Path],
-    profile: Optional[Dict[str, ShapeRange]],
+    timing_cache: Path | None,
+    profile: dict[str, ShapeRange] | None,
 ) -> bytes:
     logger = _recording_logger()
     errors_before = len(logger.errors)
@@ -561,7 +600,9 @@ def _build_serialized(
     if trt_major_version(trt.__version__) >= 11:
         network = builder.create_network()  # always strongly typed in 11.x
     else:
-        creation_flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+        creation_flags = (
+            1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+        )
         network = builder.create_network(creation_flags)
     parser = trt.OnnxParser(network, logger)
     # From the file, so weights stored beside it (external data) resolve; else from memory.
@@ -578,7 +619,10 @@ def _build_serialized(
         config.clear_flag(trt.BuilderFlag.TF32)
     if FLAG_WEAKLY_TYPED_FP16 in flags:
         config.set_flag(trt.BuilderFlag.FP16)
-    if profile and config.add_optimization_profile(_optimization_profile(builder, network, profile)) < 0:
+    if (
+        profile
+        and config.add_optimization_profile(_optimization_profile(builder, network, profile)) < 0
+    ):
         raise UsageError(
             f"TensorRT rejected the optimization profile {profile_to_json(profile)}: "
             f"{_joined(logger.errors[errors_before:])}"
@@ -597,13 +641,15 @@ def _build_serialized(
     return bytes(serialized)
 
 
-def _optimization_profile(builder: Any, network: Any, profile: Dict[str, ShapeRange]) -> Any:
+def _optimization_profile(builder: Any, network: Any, profile: dict[str, ShapeRange]) -> Any:
     """One IOptimizationProfile covering every network input the parser left dynamic (-1)."""
     optimization_profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         if getattr(tensor, "is_shape_tensor", False):
-            raise UsageError(f"input {tensor.name!r} is a shape tensor; attn-export builds profiles for data inputs only")
+            raise UsageError(
+                f"input {tensor.name!r} is a shape tensor; attn-export builds profiles for data inputs only"
+            )
         if tensor.name in profile:
             low, opt, high = profile[tensor.name]
             optimization_profile.set_shape(tensor.name, low, opt, high)
@@ -642,7 +688,7 @@ def _parser_errors(parser: Any, logged: Sequence[str]) -> str:
     return f"{len(described)} error(s): " + "; ".join(described)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _recording_logger() -> Any:
     """One TensorRT logger for the process; it keeps ERROR messages for our exception texts.
 
@@ -654,7 +700,7 @@ def _recording_logger() -> Any:
     class RecordingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: List[str] = []
+            self.errors: list[str] = []
 
         def log(self, severity: Any, msg: str) -> None:
             if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
@@ -681,13 +727,13 @@ def _torch_dtype(trt: Any, data_type: Any, tensor_name: str) -> torch.dtype:
     return mapping[data_type]
 
 
-def _current_gpu() -> Tuple[str, str]:
+def _current_gpu() -> tuple[str, str]:
     index = torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     return torch.cuda.get_device_name(index), f"{major}.{minor}"
 
 
-def _valid_cache_entry(engine: Path) -> Optional[bytes]:
+def _valid_cache_entry(engine: Path) -> bytes | None:
     """The cached engine if its sha256 matches the one recorded beside it, else None (rebuild)."""
     record = engine.with_suffix(".json")
     if not (engine.is_file() and record.is_file()):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import onnx
@@ -25,15 +25,15 @@ from .graph import FLOAT, FLOAT16, FP32_ONLY_INPUTS, TYPE_AGNOSTIC_INPUTS, Float
 @dataclass
 class Converted:
     model: onnx.ModelProto
-    origin: Dict[str, str]  # tensor in the fp16 graph -> tensor of the fp32 graph it carries
-    home: Dict[str, int]  # fp32-graph float tensor -> FLOAT or FLOAT16 as produced
-    float_tensors: List[str]  # every float node output of the fp16 graph (for intermediate checks)
-    types: Dict[str, int]  # element type of every tensor of the fp16 graph
-    cast_consumers: Dict[str, List[str]]  # output of an inserted Cast -> original nodes reading it
-    node_inputs: Dict[str, List[str]]  # original node -> its inputs' names in the fp16 graph
+    origin: dict[str, str]  # tensor in the fp16 graph -> tensor of the fp32 graph it carries
+    home: dict[str, int]  # fp32-graph float tensor -> FLOAT or FLOAT16 as produced
+    float_tensors: list[str]  # every float node output of the fp16 graph (for intermediate checks)
+    types: dict[str, int]  # element type of every tensor of the fp16 graph
+    cast_consumers: dict[str, list[str]]  # output of an inserted Cast -> original nodes reading it
+    node_inputs: dict[str, list[str]]  # original node -> its inputs' names in the fp16 graph
 
 
-def required_type(node: onnx.NodeProto, index: int, precision: int) -> Optional[int]:
+def required_type(node: onnx.NodeProto, index: int, precision: int) -> int | None:
     if (node.op_type, index) in TYPE_AGNOSTIC_INPUTS:
         return None
     if (node.op_type, index) in FP32_ONLY_INPUTS:
@@ -41,10 +41,12 @@ def required_type(node: onnx.NodeProto, index: int, precision: int) -> Optional[
     return precision
 
 
-def initializer_needs(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Dict[str, Set[Optional[int]]]:
+def initializer_needs(
+    graph: FloatGraph, fp32_nodes: Iterable[str]
+) -> dict[str, set[int | None]]:
     """Float initializer -> the element types its readers need (None: any type)."""
     fp32 = set(fp32_nodes)
-    needs: Dict[str, Set[Optional[int]]] = defaultdict(set)
+    needs: dict[str, set[int | None]] = defaultdict(set)
     for node in graph.model.graph.node:
         precision = FLOAT if node.name in fp32 else FLOAT16
         for index, tensor in enumerate(node.input):
@@ -53,7 +55,7 @@ def initializer_needs(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Dict[str,
     return needs
 
 
-def weight_elements(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Tuple[int, int]:
+def weight_elements(graph: FloatGraph, fp32_nodes: Iterable[str]) -> tuple[int, int]:
     """(float16, float32) element counts of the float weights with ``fp32_nodes`` in float32.
 
     Not weights: scalars, and what is read only where the schema fixes float32 or reads any
@@ -61,7 +63,7 @@ def weight_elements(graph: FloatGraph, fp32_nodes: Iterable[str]) -> Tuple[int, 
     that float32 and float16 nodes share is stored twice and counted twice.
     """
     fp32 = set(fp32_nodes)
-    stored: Dict[str, Set[int]] = defaultdict(set)
+    stored: dict[str, set[int]] = defaultdict(set)
     for node in graph.model.graph.node:
         for index, tensor in enumerate(node.input):
             if tensor in graph.initializers and graph.is_float(tensor):
@@ -85,7 +87,7 @@ def convert(graph: FloatGraph, fp32_nodes: Mapping[str, str]) -> Converted:
     """The fp16 graph with ``fp32_nodes`` in float32; every float input cast to its node's type."""
     src = graph.model.graph
     precision = {n.name: FLOAT if n.name in fp32_nodes else FLOAT16 for n in src.node}
-    home: Dict[str, int] = {name: FLOAT for name in graph.input_names if graph.is_float(name)}
+    home: dict[str, int] = {name: FLOAT for name in graph.input_names if graph.is_float(name)}
     for node in src.node:
         for output in node.output:
             if graph.is_float(output):
@@ -93,8 +95,8 @@ def convert(graph: FloatGraph, fp32_nodes: Mapping[str, str]) -> Converted:
 
     # Initializers: stored in each precision some consumer needs (float16 under the original name).
     needs = initializer_needs(graph, fp32_nodes)
-    initializers: List[onnx.TensorProto] = []
-    stored: Dict[Tuple[str, int], str] = {}
+    initializers: list[onnx.TensorProto] = []
+    stored: dict[tuple[str, int], str] = {}
     for init in src.initializer:
         if not graph.is_float(init.name):
             initializers.append(init)
@@ -120,12 +122,12 @@ def convert(graph: FloatGraph, fp32_nodes: Mapping[str, str]) -> Converted:
         for name in graph.output_names
         if home.get(name) == FLOAT16 and name in graph.producer
     }
-    origin: Dict[str, str] = {}
-    casts: Dict[Tuple[str, int], str] = {}
-    cast_consumers: Dict[str, List[str]] = defaultdict(list)
-    nodes: List[onnx.NodeProto] = []
+    origin: dict[str, str] = {}
+    casts: dict[tuple[str, int], str] = {}
+    cast_consumers: dict[str, list[str]] = defaultdict(list)
+    nodes: list[onnx.NodeProto] = []
 
-    def source(tensor: str, wanted: Optional[int], consumer: str) -> str:
+    def source(tensor: str, wanted: int | None, consumer: str) -> str:
         if tensor in graph.initializers:
             return stored.get((tensor, wanted or home[tensor]), tensor)
         internal = output_rename.get(tensor, tensor)
@@ -144,7 +146,7 @@ def convert(graph: FloatGraph, fp32_nodes: Mapping[str, str]) -> Converted:
         cast_consumers[casts[key]].append(consumer)
         return casts[key]
 
-    node_inputs: Dict[str, List[str]] = {}
+    node_inputs: dict[str, list[str]] = {}
     for node in src.node:
         new = copy.deepcopy(node)
         for index, tensor in enumerate(node.input):

@@ -19,8 +19,8 @@ weight floor allows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 import numpy as np
 import onnx
@@ -30,7 +30,9 @@ from .convert import Converted
 from .graph import FLOAT16, FloatGraph
 
 DECISION_SAFETY = 4.0  # a margin within this many times its error (a few float16 steps) is at risk
-SOFTMAX_FLIP_ERROR = 1.0  # logit error (logit units: one scales a weight by e) from which a near-tie flips
+SOFTMAX_FLIP_ERROR = (
+    1.0  # logit error (logit units: one scales a weight by e) from which a near-tie flips
+)
 COMPARISONS = frozenset({"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"})
 RANKINGS = frozenset({"TopK", "ArgMax", "ArgMin", "Softmax", "LogSoftmax"})
 
@@ -55,7 +57,7 @@ class Risk:
         )
 
 
-def decision_nodes(graph: FloatGraph) -> List[onnx.NodeProto]:
+def decision_nodes(graph: FloatGraph) -> list[onnx.NodeProto]:
     return [
         n
         for n in graph.model.graph.node
@@ -71,7 +73,7 @@ def probe_risks(
     reference: Mapping[str, np.ndarray],
     simulation: Mapping[str, np.ndarray],
     min_cosine: float,
-) -> Dict[str, Risk]:
+) -> dict[str, Risk]:
     """The decisions at risk on one probe (node name -> its risk there).
 
     Only decisions with few choices count (fewer than ``2 / (1 - min_cosine)``, 2000 for
@@ -81,7 +83,7 @@ def probe_risks(
     that the tuning checks measure.
     """
     many_choices = 2.0 / max(1.0 - min_cosine, 1e-12)
-    found: Dict[str, Risk] = {}
+    found: dict[str, Risk] = {}
     for node in decision_nodes(graph):
         inputs = [
             _input_values(graph, converted, node, index, reference, simulation)
@@ -108,14 +110,14 @@ def probe_risks(
     return found
 
 
-def risks(graph: FloatGraph, per_probe: Sequence[Mapping[str, Risk]]) -> List[Risk]:
+def risks(graph: FloatGraph, per_probe: Sequence[Mapping[str, Risk]]) -> list[Risk]:
     """The decisions at risk, in graph order, each on the probe where most of its choices are.
 
     Decisions downstream of one at risk are judged once that one is safe: its flips change
     what they compare.
     """
-    found: List[Risk] = []
-    shadowed: Set[str] = set()
+    found: list[Risk] = []
+    shadowed: set[str] = set()
     for node in decision_nodes(graph):
         at_risk = [probe[node.name] for probe in per_probe if node.name in probe]
         if node.name in shadowed or not at_risk:
@@ -132,7 +134,7 @@ def _input_values(
     index: int,
     reference: Mapping[str, np.ndarray],
     simulation: Mapping[str, np.ndarray],
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """(fp32 value, simulated value as the node reads it) of one input; (None, None) if empty."""
     name = node.input[index]
     if not name:
@@ -146,8 +148,8 @@ def _input_values(
 
 
 def _margins(
-    node: onnx.NodeProto, inputs: Sequence[Tuple[np.ndarray, np.ndarray]], opset: int
-) -> Tuple[np.ndarray, np.ndarray]:
+    node: onnx.NodeProto, inputs: Sequence[tuple[np.ndarray, np.ndarray]], opset: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat arrays: every choice's margin on the fp32 graph, and the simulation's error on it."""
     if node.op_type in COMPARISONS:
         (a, a_sim), (b, b_sim) = inputs
@@ -181,7 +183,7 @@ def _margins(
 
 def _ranked(
     values: np.ndarray, errors: np.ndarray, axis: int, count: int, descending: bool
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` best values along ``axis`` (last axis of the result), in order, and their
     errors."""
     values, errors = np.moveaxis(values, axis, -1), np.moveaxis(errors, axis, -1)
@@ -191,16 +193,18 @@ def _ranked(
         best = np.argpartition(key, count - 1, axis=-1)[..., :count]
     else:
         best = np.broadcast_to(np.arange(count), key.shape)
-    best = np.take_along_axis(best, np.take_along_axis(key, best, -1).argsort(-1, kind="stable"), -1)
+    best = np.take_along_axis(
+        best, np.take_along_axis(key, best, -1).argsort(-1, kind="stable"), -1
+    )
     return np.take_along_axis(values, best, -1), np.take_along_axis(errors, best, -1)
 
 
-def _gaps(ranked: np.ndarray, errors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _gaps(ranked: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", over="ignore"):
         gaps = np.abs(ranked[..., :-1].astype(np.float64) - ranked[..., 1:])
         return gaps, errors[..., :-1] + errors[..., 1:]
 
 
-def _finite(margins: np.ndarray, errors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _finite(margins: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = np.isfinite(margins) & np.isfinite(errors)
     return margins[keep], errors[keep]

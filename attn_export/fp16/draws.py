@@ -7,8 +7,9 @@ dims (a dynamic batch) needs the caller's draws, whose shapes may differ from dr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class Draw:
     """One set of unit-scale inputs."""
 
     label: str  # e.g. "seed 1001", "inputs.npz[0]"
-    feeds: Dict[str, np.ndarray]  # graph input name -> float32 array (any shape the graph accepts)
+    feeds: dict[str, np.ndarray]  # graph input name -> float32 array (any shape the graph accepts)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Probe:
 
     draw: str
     scale: float
-    feeds: Dict[str, np.ndarray]
+    feeds: dict[str, np.ndarray]
 
     @property
     def label(self) -> str:
@@ -44,15 +45,17 @@ class Probe:
 DrawsArgument = Union[Sequence[Draw], Mapping[str, np.ndarray], None]
 
 
-def tuning_seeds(seed: int) -> List[int]:
+def tuning_seeds(seed: int) -> list[int]:
     return [seed + i for i in range(DEFAULT_TUNING_DRAWS)]
 
 
-def check_seeds(seed: int) -> List[int]:
+def check_seeds(seed: int) -> list[int]:
     return [seed + CHECK_SEED_OFFSET + i for i in range(DEFAULT_CHECK_DRAWS)]
 
 
-def resolve_draws(graph: FloatGraph, given: DrawsArgument, seeds: Sequence[int], role: str) -> List[Draw]:
+def resolve_draws(
+    graph: FloatGraph, given: DrawsArgument, seeds: Sequence[int], role: str
+) -> list[Draw]:
     """The caller's draws, checked against the graph, or random ones from ``seeds``.
 
     A plain mapping of feeds is taken as one draw (the converter's earlier interface).
@@ -65,7 +68,7 @@ def resolve_draws(graph: FloatGraph, given: DrawsArgument, seeds: Sequence[int],
     return [_checked(graph, draw) for draw in draws]
 
 
-def random_draws(graph: FloatGraph, seeds: Sequence[int], role: str = "tuning") -> List[Draw]:
+def random_draws(graph: FloatGraph, seeds: Sequence[int], role: str = "tuning") -> list[Draw]:
     """Standard-normal draws at the graph's static input shapes, one per seed."""
     for value in graph.inputs:
         if value.type.tensor_type.elem_type != FLOAT or static_shape(value) is None:
@@ -84,13 +87,16 @@ def random_draws(graph: FloatGraph, seeds: Sequence[int], role: str = "tuning") 
     return draws
 
 
-def probes(draws: Sequence[Draw], scales: Sequence[float]) -> List[Probe]:
+def probes(draws: Sequence[Draw], scales: Sequence[float]) -> list[Probe]:
     """Every draw at every scale, scale by scale; only float inputs are scaled."""
     return [
         Probe(
             draw.label,
             float(scale),
-            {k: v * np.float32(scale) if v.dtype == np.float32 else v for k, v in draw.feeds.items()},
+            {
+                k: v * np.float32(scale) if v.dtype == np.float32 else v
+                for k, v in draw.feeds.items()
+            },
         )
         for scale in scales
         for draw in draws

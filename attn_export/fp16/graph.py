@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -89,19 +88,21 @@ class FloatGraph:
         self.output_names = [o.name for o in graph.output]
         self.node_by_name = {n.name: n for n in graph.node}
         self.order = {n.name: i for i, n in enumerate(graph.node)}
-        self.producer: Dict[str, onnx.NodeProto] = {o: n for n in graph.node for o in n.output if o}
-        self.consumers: Dict[str, List[onnx.NodeProto]] = {}
+        self.producer: dict[str, onnx.NodeProto] = {o: n for n in graph.node for o in n.output if o}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in graph.node:
             for tensor in dict.fromkeys(t for t in node.input if t):
                 self.consumers.setdefault(tensor, []).append(node)
-        self.opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        self._arrays: Dict[str, np.ndarray] = {}
-        self._rounding_errors: Dict[str, float] = {}
-        self._fp16_initializers: Dict[str, onnx.TensorProto] = {}
+        self.opset = next(
+            (o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0
+        )
+        self._arrays: dict[str, np.ndarray] = {}
+        self._rounding_errors: dict[str, float] = {}
+        self._fp16_initializers: dict[str, onnx.TensorProto] = {}
 
-    def descendants(self, name: str) -> Set[str]:
+    def descendants(self, name: str) -> set[str]:
         """The nodes that read, directly or not, what node ``name`` computes."""
-        found: Set[str] = set()
+        found: set[str] = set()
         queue = list(self.node_by_name[name].output)
         while queue:
             for reader in self.consumers.get(queue.pop(), []):
@@ -138,11 +139,11 @@ class FloatGraph:
                 self._rounding_errors[initializer] = relative_error(array.astype(np.float16), array)
         return self._rounding_errors[initializer]
 
-    def float_tensors(self) -> List[str]:
+    def float_tensors(self) -> list[str]:
         """Every float tensor a node computes, in graph order."""
         return [o for n in self.model.graph.node for o in n.output if self.is_float(o)]
 
-    def observed_tensors(self) -> Dict[str, int]:
+    def observed_tensors(self) -> dict[str, int]:
         """What the search compares: every float node output and every decision (name -> type)."""
         observed = {o: FLOAT for o in self.float_tensors()}
         observed.update({o: self.elem_types[o] for o in self.decision_outputs()})
@@ -151,7 +152,7 @@ class FloatGraph:
                 observed[node.input[1]] = self.elem_types[node.input[1]]
         return observed
 
-    def decision_outputs(self) -> List[str]:
+    def decision_outputs(self) -> list[str]:
         """Integer/bool outputs computed from floats (TopK indices, ArgMax, comparisons, float->int
         Cast): rounding can flip them, and a flip is a discrete error no relative error shows."""
         return [
@@ -163,15 +164,18 @@ class FloatGraph:
         ]
 
 
-def declared_shape(value: onnx.ValueInfoProto) -> Optional[List[Optional[int]]]:
+def declared_shape(value: onnx.ValueInfoProto) -> list[int | None] | None:
     """The input's dims: a size, or None where symbolic; None for an unknown rank."""
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
+    return [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in tensor_type.shape.dim
+    ]
 
 
-def static_shape(value: onnx.ValueInfoProto) -> Optional[List[int]]:
+def static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     shape = declared_shape(value)
     return None if shape is None or None in shape else shape
 
@@ -189,8 +193,8 @@ def normalised(model: onnx.ModelProto) -> onnx.ModelProto:
     graph_inputs = [v for v in graph.input if v.name not in initializer_names]  # IR >= 4 style
     del graph.input[:]
     graph.input.extend(graph_inputs)
-    used: Set[str] = set()
-    kept: List[onnx.NodeProto] = []
+    used: set[str] = set()
+    kept: list[onnx.NodeProto] = []
     for index, node in enumerate(graph.node):
         if node.op_type == "Constant" and not node.domain:
             tensor = _float_constant_value(node)
@@ -208,7 +212,7 @@ def normalised(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _float_constant_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
+def _float_constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     for attribute in node.attribute:
         if attribute.name == "value" and attribute.t.data_type == FLOAT:
             return numpy_helper.to_array(attribute.t)
@@ -219,7 +223,7 @@ def _float_constant_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
     return None
 
 
-def elem_types(model: onnx.ModelProto, strict: bool = True) -> Dict[str, int]:
+def elem_types(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     """Element type of every tensor, by shape inference on the graph without its weight data.
 
     Initializers become typed graph inputs in the copy that is inferred, so megabytes of
@@ -261,7 +265,7 @@ def _elements(initializer: onnx.TensorProto) -> int:
     return count
 
 
-def declared_types(model: onnx.ModelProto) -> Dict[str, int]:
+def declared_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element types the graph declares (initializers, inputs, value_info, outputs)."""
     graph = model.graph
     types = {i.name: i.data_type for i in graph.initializer}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,12 +63,12 @@ def growth_exponent(peaks: Mapping[float, float]) -> float:
 
 def growth_overflow(
     graph: FloatGraph, probes: Sequence[Probe], probe_peaks: Sequence[Mapping[str, float]]
-) -> Dict[str, str]:
+) -> dict[str, str]:
     """Producers and readers of the tensors that fit float16 on every probe but, judged on
     their growth, would not on a draw ``GROWTH_HEADROOM`` times larger."""
-    additions: Dict[str, str] = {}
+    additions: dict[str, str] = {}
     for tensor in probe_peaks[0]:
-        peaks: Dict[float, float] = defaultdict(float)
+        peaks: dict[float, float] = defaultdict(float)
         for probe, peak in zip(probes, probe_peaks, strict=True):
             peaks[probe.scale] = max(peaks[probe.scale], peak[tensor])
         top_scale = max(peaks)
@@ -87,7 +87,9 @@ def growth_overflow(
             additions.setdefault(producer.name, f"overflow risk: its output {tensor} {why}")
         for reader in graph.consumers.get(tensor, []):
             fp16_reads = [
-                i for i, t in enumerate(reader.input) if t == tensor and required_type(reader, i, FLOAT16) == FLOAT16
+                i
+                for i, t in enumerate(reader.input)
+                if t == tensor and required_type(reader, i, FLOAT16) == FLOAT16
             ]
             if fp16_reads:
                 additions.setdefault(reader.name, f"overflow risk: reads {tensor}, which {why}")
@@ -102,7 +104,7 @@ def first_non_finite(
     reports: Sequence[ProbeReport],
     indices: Sequence[int],
     representable_only: bool,
-) -> Optional[Tuple[str, int]]:
+) -> tuple[str, int] | None:
     """(tensor, probe index) of the first tensor in graph order that float16 storage broke."""
     for tensor in converted.float_tensors:
         for i in indices:
@@ -119,8 +121,8 @@ def overflow_island(
     tensor: str,
     probe: Probe,
     probe_peaks: Mapping[str, float],
-    broken: Set[str],
-) -> Dict[str, str]:
+    broken: set[str],
+) -> dict[str, str]:
     """Nodes to move to float32 so that ``tensor`` is no longer broken on ``probe``: its
     producer and, upstream, every producer of the overflowed tensors (``broken``) that reach it."""
 
@@ -136,7 +138,7 @@ def overflow_island(
             if consumer not in blocked
         }
     producers = {o: n for n in converted.model.graph.node for o in n.output if o}
-    additions: Dict[str, str] = {}
+    additions: dict[str, str] = {}
     queue, seen = [producers[tensor]], set()
     while queue:
         node = queue.pop(0)
@@ -179,12 +181,12 @@ def precision_additions(
     graph: FloatGraph,
     converted: Converted,
     blocked: Mapping[str, str],
-    exhausted: Set[str],
+    exhausted: set[str],
     probes: Sequence[Probe],
     reports: Sequence[ProbeReport],
     min_cosine: float,
-    affordable: Callable[[Mapping[str, str], Mapping[str, str]], Dict[str, str]],
-) -> Dict[str, str]:
+    affordable: Callable[[Mapping[str, str], Mapping[str, str]], dict[str, str]],
+) -> dict[str, str]:
     """The node that amplifies its inputs' storage error the most (with its inputs' producers),
     among those whose output error is a sizeable part of what the cosine bound allows
     (cosine c between vectors of equal norm <=> relative error sqrt(2 (1 - c))), on the
@@ -193,7 +195,9 @@ def precision_additions(
     failing = [i for i, r in enumerate(reports) if r.errors]
     if not failing:
         return {}
-    i = min(failing, key=lambda i: (reports[i].check.finite, np.nan_to_num(reports[i].check.cosine)))
+    i = min(
+        failing, key=lambda i: (reports[i].check.finite, np.nan_to_num(reports[i].check.cosine))
+    )
     label, error, flips = probes[i].label, reports[i].errors, reports[i].flips
     candidates = []  # (-amplification, graph order, node, detail)
     for node in converted.model.graph.node:
@@ -204,7 +208,9 @@ def precision_additions(
         flipped = max([flips[o] for o in node.output if o in flips], default=0.0)
         if flipped > 0.0:
             detail = f"{flipped:.1%} of its {node.op_type} decisions flip at {label}"
-            candidates.append((-flipped / FP16_UNIT_ROUNDOFF, graph.order[node.name], node.name, detail))
+            candidates.append(
+                (-flipped / FP16_UNIT_ROUNDOFF, graph.order[node.name], node.name, detail)
+            )
             continue
         outputs = [o for o in node.output if o in error]
         if not outputs:
@@ -243,14 +249,14 @@ def with_input_producers(
     name: str,
     node_reason: str,
     producer_reason: str,
-) -> Dict[str, str]:
+) -> dict[str, str]:
     """``name`` plus the producers of its float16 inputs (through data movement); if it is
     already float32 with float32 inputs, the next float16 producers upstream of its island."""
-    additions: Dict[str, str] = {}
+    additions: dict[str, str] = {}
     if name not in blocked:
         additions[name] = node_reason
 
-    def walk(start: List[str], through_islands: bool) -> None:
+    def walk(start: list[str], through_islands: bool) -> None:
         queue, seen = list(start), set()
         while queue:
             tensor = queue.pop(0)
@@ -274,7 +280,7 @@ def with_input_producers(
     return additions
 
 
-def islands(graph: FloatGraph, fp32_nodes: Iterable[str]) -> List[List[str]]:
+def islands(graph: FloatGraph, fp32_nodes: Iterable[str]) -> list[list[str]]:
     """Float32 nodes grouped by the tensors they pass each other, each group in graph order."""
     members = set(fp32_nodes)
     group = {name: name for name in members}
@@ -289,7 +295,7 @@ def islands(graph: FloatGraph, fp32_nodes: Iterable[str]) -> List[List[str]]:
             producer = graph.producer.get(tensor)
             if producer is not None and producer.name in members:
                 group[root(name)] = root(producer.name)
-    grouped: Dict[str, List[str]] = defaultdict(list)
+    grouped: dict[str, list[str]] = defaultdict(list)
     for name in sorted(members, key=graph.order.__getitem__):
         grouped[root(name)].append(name)
     return sorted(grouped.values(), key=lambda island: graph.order[island[0]])

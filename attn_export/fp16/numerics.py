@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 
@@ -36,5 +34,5 @@ def finite_peak(values: np.ndarray) -> float:
     return float(np.max(magnitudes, initial=0.0, where=np.isfinite(magnitudes)))
 
 
-def json_float(value: float) -> Optional[float]:
+def json_float(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None

@@ -7,8 +7,8 @@ summarised here, and dropped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Set
 
 import numpy as np
 
@@ -23,14 +23,14 @@ from .result import Fp16Check, check
 @dataclass
 class ProbeReport:
     check: Fp16Check
-    broken: Set[str]  # fp16-graph float tensors non-finite where the fp32 graph is finite
-    broken_representable: Set[str]  # those broken where the fp32 values fit float16
-    risks: Dict[str, decisions.Risk]  # decision node -> its risk on this probe
-    errors: Dict[str, float] = field(default_factory=dict)  # relative errors, failing probes only
-    flips: Dict[str, float] = field(default_factory=dict)  # decision output -> share flipped, idem
+    broken: set[str]  # fp16-graph float tensors non-finite where the fp32 graph is finite
+    broken_representable: set[str]  # those broken where the fp32 values fit float16
+    risks: dict[str, decisions.Risk]  # decision node -> its risk on this probe
+    errors: dict[str, float] = field(default_factory=dict)  # relative errors, failing probes only
+    flips: dict[str, float] = field(default_factory=dict)  # decision output -> share flipped, idem
 
 
-def peaks(graph: FloatGraph, reference: Mapping[str, np.ndarray]) -> Dict[str, float]:
+def peaks(graph: FloatGraph, reference: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Every float tensor's largest finite magnitude on one probe (graph inputs included)."""
     names = [*graph.input_names, *graph.float_tensors()]
     return {name: finite_peak(reference[name]) for name in names if graph.is_float(name)}
@@ -83,9 +83,9 @@ def tensor_errors(
     converted: Converted,
     reference: Mapping[str, np.ndarray],
     simulated: Mapping[str, np.ndarray],
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Relative error of every float tensor of the fp16 graph against the fp32 graph."""
-    error: Dict[str, float] = {}
+    error: dict[str, float] = {}
     for name in converted.float_tensors:
         error[name] = relative_error(simulated[name], reference[converted.origin.get(name, name)])
     for name in graph.initializers:

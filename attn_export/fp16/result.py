@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
 
 from ..compare import cosine_similarity
-from .numerics import json_float
-
 from ..tolerances import FP16_MIN_COSINE as DEFAULT_MIN_COSINE
 from ..tolerances import MIN_FP16_WEIGHT_FRACTION
+from .numerics import json_float
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Fp16Check:
     reference_finite: bool = True
     draw: str = ""
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "draw": self.draw,
             "scale": self.scale,
@@ -75,7 +75,9 @@ def check(
     )
 
 
-def summary(draws: Sequence[str], scales: Sequence[float], checks: Sequence[Fp16Check]) -> Dict[str, Any]:
+def summary(
+    draws: Sequence[str], scales: Sequence[float], checks: Sequence[Fp16Check]
+) -> dict[str, Any]:
     """Draw labels, scales, and per scale the worst cosine and the largest error."""
     per_scale = []
     for scale in scales:
@@ -103,20 +105,20 @@ class Fp16Result:
     and check draws (unseen by the search; ``passed`` is decided on these alone)."""
 
     model: onnx.ModelProto
-    fp32_nodes: List[Dict[str, Any]]  # {name, op_type, reason, round}, in graph order
+    fp32_nodes: list[dict[str, Any]]  # {name, op_type, reason, round}, in graph order
     fp16_weight_fraction: float
-    checks: List[Fp16Check]  # check draws x scales
-    tuning: List[Fp16Check] = field(default_factory=list)  # tuning draws x scales
-    tuning_draws: List[str] = field(default_factory=list)
-    check_draws: List[str] = field(default_factory=list)
-    scales: List[float] = field(default_factory=list)
+    checks: list[Fp16Check]  # check draws x scales
+    tuning: list[Fp16Check] = field(default_factory=list)  # tuning draws x scales
+    tuning_draws: list[str] = field(default_factory=list)
+    check_draws: list[str] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
     min_cosine: float = DEFAULT_MIN_COSINE
     min_weight_fraction: float = MIN_FP16_WEIGHT_FRACTION
-    islands: List[List[str]] = field(default_factory=list)  # connected groups of fp32_nodes
+    islands: list[list[str]] = field(default_factory=list)  # connected groups of fp32_nodes
     rounds: int = 0
     stop_reason: str = ""
-    notes: List[str] = field(default_factory=list)  # risks the search left, nodes it could not move
-    weight_elements: Dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # risks the search left, nodes it could not move
+    weight_elements: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -139,7 +141,7 @@ class Fp16Result:
             problems.append(self.stop_reason)
         return "; ".join(problems)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "reason": self.reason,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import onnx
@@ -21,8 +21,8 @@ from .islands import (
     precision_additions,
     with_input_producers,
 )
-from .result import DEFAULT_MIN_COSINE, MIN_FP16_WEIGHT_FRACTION, Fp16Check, Fp16Result, check
 from .observe import ProbeReport, observe, peaks
+from .result import DEFAULT_MIN_COSINE, MIN_FP16_WEIGHT_FRACTION, Fp16Check, Fp16Result, check
 from .simulate import Session, simulation_model
 
 DEFAULT_SCALES = (1.0, 10.0, 100.0)
@@ -60,7 +60,7 @@ def convert_to_fp16(
     tuning_draws = resolve_draws(graph, tuning, tuning_seeds(seed), "tuning")
     check_draws = resolve_draws(graph, checks, check_seeds(seed), "check")
 
-    blocked: Dict[str, str] = {name: "requested" for name in fp32_nodes}
+    blocked: dict[str, str] = {name: "requested" for name in fp32_nodes}
     for node in graph.model.graph.node:
         if node.op_type in ALWAYS_FP32_OPS and graph.touches_float(node):
             blocked.setdefault(
@@ -103,12 +103,12 @@ class _Round:
 
     converted: Converted
     session: Session  # the simulation of this round's fp16 graph
-    reports: List[ProbeReport]  # per tuning probe
-    broken: Optional[Tuple[str, int]]  # a tensor float16 could hold, made non-finite
-    risks: List[decisions.Risk]  # decisions at risk that the search can still act on
+    reports: list[ProbeReport]  # per tuning probe
+    broken: tuple[str, int] | None  # a tensor float16 could hold, made non-finite
+    risks: list[decisions.Risk]  # decisions at risk that the search can still act on
 
     @property
-    def checks(self) -> List[Fp16Check]:
+    def checks(self) -> list[Fp16Check]:
         return [r.check for r in self.reports]
 
 
@@ -118,7 +118,7 @@ class _Search:
     def __init__(
         self,
         graph: FloatGraph,
-        tuning_probes: List[Probe],
+        tuning_probes: list[Probe],
         min_cosine: float,
         min_weight_fraction: float,
     ) -> None:
@@ -127,15 +127,15 @@ class _Search:
         self.min_cosine = min_cosine
         self.min_weight_fraction = min_weight_fraction
         self.reference = Session(graph.model, graph.observed_tensors())
-        self.peaks: List[Dict[str, float]] = []  # per probe, from the first round
-        self.last: Optional[_Round] = None
-        self.exhausted: Set[str] = set()  # nodes whose island cannot grow any further
-        self.notes: List[str] = []  # what the search left as it is, and why
+        self.peaks: list[dict[str, float]] = []  # per probe, from the first round
+        self.last: _Round | None = None
+        self.exhausted: set[str] = set()  # nodes whose island cannot grow any further
+        self.notes: list[str] = []  # what the search left as it is, and why
 
     def run(
-        self, blocked: Dict[str, str], max_rounds: int
-    ) -> Tuple[Converted, List[Fp16Check], int, Dict[str, int], str]:
-        added_in_round: Dict[str, int] = {}
+        self, blocked: dict[str, str], max_rounds: int
+    ) -> tuple[Converted, list[Fp16Check], int, dict[str, int], str]:
+        added_in_round: dict[str, int] = {}
         rounds, stop_reason = 0, ""
         while True:
             first = not self.peaks
@@ -182,7 +182,7 @@ class _Search:
         risks = [r for r in risks if r.node not in self.exhausted]
         return _Round(converted, session, reports, broken, risks)
 
-    def judge(self, check_probes: Sequence[Probe]) -> List[Fp16Check]:
+    def judge(self, check_probes: Sequence[Probe]) -> list[Fp16Check]:
         """The last round's fp16 graph against the fp32 graph on probes the search never saw."""
         outputs = self.graph.output_names
         checks = []
@@ -209,13 +209,15 @@ class _Search:
         problems += [f"{r.node} ({r.op_type}) at risk" for r in state.risks]
         return "; ".join(problems)
 
-    def next_fp32_nodes(self, state: _Round, blocked: Mapping[str, str]) -> Dict[str, str]:
+    def next_fp32_nodes(self, state: _Round, blocked: Mapping[str, str]) -> dict[str, str]:
         """The nodes to move to float32 next (name -> reason), or {} when nothing is left to try.
 
         In this order: an overflow, the decisions at risk (all of them), the precision culprit.
         """
         graph, converted, reports = self.graph, state.converted, state.reports
-        failing = [i for i, r in enumerate(reports) if r.check.reference_finite and not r.check.passed]
+        failing = [
+            i for i, r in enumerate(reports) if r.check.reference_finite and not r.check.passed
+        ]
         broken = state.broken or first_non_finite(converted, reports, failing, False)
         if broken is not None:
             tensor, i = broken
@@ -224,7 +226,7 @@ class _Search:
             )
             if additions:
                 return additions
-        additions: Dict[str, str] = {}
+        additions: dict[str, str] = {}
         for risk in state.risks:
             wanted = with_input_producers(
                 graph,
@@ -255,10 +257,12 @@ class _Search:
         if text not in self.notes:
             self.notes.append(text)
 
-    def affordable(self, blocked: Mapping[str, str], additions: Mapping[str, str]) -> Dict[str, str]:
+    def affordable(
+        self, blocked: Mapping[str, str], additions: Mapping[str, str]
+    ) -> dict[str, str]:
         """The additions (graph order) that keep the float16 weight share at its floor: the
         search never trades that floor for precision (overflow it does fix)."""
-        kept: Dict[str, str] = {}
+        kept: dict[str, str] = {}
         fraction = fp16_weight_fraction(self.graph, blocked)
         for name in sorted(additions, key=self.graph.order.__getitem__):
             trial = fp16_weight_fraction(self.graph, [*blocked, *kept, name])

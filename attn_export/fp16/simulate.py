@@ -11,7 +11,7 @@ pair in an fp32 copy of the graph, run with graph optimisations off so the pairs
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -23,7 +23,7 @@ from .graph import FLOAT, FLOAT16, elem_types
 
 def simulate_fp16_storage(
     model_fp16: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
-) -> List[np.ndarray]:
+) -> list[np.ndarray]:
     """Run an fp16 graph as a GPU stores it: fp32 math per node, float16 between nodes.
 
     Returns the graph outputs as float32 arrays (float16 outputs are returned upcast).
@@ -51,7 +51,7 @@ def simulate_fp16_storage(
 
 
 def simulation_model(
-    model_fp16: onnx.ModelProto, types: Optional[Mapping[str, int]] = None
+    model_fp16: onnx.ModelProto, types: Mapping[str, int] | None = None
 ) -> onnx.ModelProto:
     """An fp32 copy of ``model_fp16`` that rounds every float16 tensor through a Cast pair.
 
@@ -59,7 +59,7 @@ def simulation_model(
     """
     types = types if types is not None else elem_types(model_fp16, strict=False)
     graph = model_fp16.graph
-    nodes: List[onnx.NodeProto] = []
+    nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         new = copy.deepcopy(node)
         _upcast_attributes(new)
@@ -159,14 +159,16 @@ class Session:
     def run(
         self,
         feeds_list: Sequence[Mapping[str, np.ndarray]],
-        outputs: Optional[Sequence[str]] = None,
-    ) -> List[Dict[str, np.ndarray]]:
+        outputs: Sequence[str] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
         """Per feeds: the feeds and the outputs (all, or ``outputs``) by name."""
         names = list(outputs) if outputs is not None else self.outputs
         results = []
         for feeds in feeds_list:
             inputs = {k: feeds[k] for k in self.inputs}
-            results.append({**inputs, **dict(zip(names, self.session.run(names, inputs), strict=True))})
+            results.append(
+                {**inputs, **dict(zip(names, self.session.run(names, inputs), strict=True))}
+            )
         return results
 
 
@@ -174,6 +176,6 @@ def run(
     model: onnx.ModelProto,
     feeds_list: Sequence[Mapping[str, np.ndarray]],
     extra_outputs: Mapping[str, int],
-) -> List[Dict[str, np.ndarray]]:
+) -> list[dict[str, np.ndarray]]:
     """Per feeds: the feeds, the outputs and ``extra_outputs`` (name -> element type) by name."""
     return Session(model, extra_outputs).run(feeds_list)
