@@ -45,8 +45,11 @@ test-gpu: $(GPU_VENV)/.installed
 bench: install
 	$(BIN)/attn-export bench --all --json bench.json --plot bench.png
 
+# ruff (lint rules and layout) and mypy (types), over the package, the zoo and the tests.
 lint: install
 	$(BIN)/python -m ruff check attn_export modules tests
+	$(BIN)/python -m ruff format --check attn_export modules tests
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf attn_export_out build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
+from .backends.base import ort_session
 from .errors import UsageError
 from .onnx_export import export_to_onnx, input_names_for
 
@@ -217,15 +218,7 @@ def profile_kernels(
     Gather that costs as much as the GEMMs). The profiler's per-node overhead inflates
     small kernels, so read the shares, not the absolute times.
     """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(workdir / "ort-profile")
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads=threads, profile_prefix=str(workdir / "ort-profile"))
     warm_up = 5
     for _ in range(warm_up + runs):
         session.run(None, feeds)

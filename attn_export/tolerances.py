@@ -37,7 +37,7 @@ NRMSE_FLOOR_SHARE = 1e-3
 FP32 = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)
 
 # Golden parity with the reference implementations (the bound the golden set was made with).
-GOLDEN = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)  # tests/test_golden.py
+GOLDEN = Tolerance(atol=1e-4, rtol=1e-4, max_nrmse=1e-3)  # tests/zoo/test_golden.py
 
 # TensorRT fp32 (TF32 off) against fp32 PyTorch: only kernel choice differs (summation order
 # and tiling of long reductions, e.g. 512 channels x 9 taps or attention over 3136 tokens;

@@ -4,13 +4,51 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import EnvironmentMissingError
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 Feeds = Mapping[str, np.ndarray]
+
+
+def ort_session(
+    model: str | bytes,
+    provider: str = "CPUExecutionProvider",
+    threads: int | None = None,
+    optimize: bool = True,
+    profile_prefix: str | None = None,
+) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime session, quiet, on one provider.
+
+    ``threads`` pins the intra-op pool (and one inter-op thread) so timings and sums repeat;
+    ``optimize=False`` keeps the graph as written (e.g. rounding Cast pairs it would fold);
+    ``profile_prefix`` turns on ONNX Runtime's profiler, writing there.
+    """
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        raise EnvironmentMissingError(
+            f"ONNX Runtime has no {provider} here"
+            f" (available: {', '.join(ort.get_available_providers())});"
+            " install onnxruntime-gpu (the `gpu` extra) on a CUDA host"
+        )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model, options, providers=[provider])
 
 
 class Backend(abc.ABC):
@@ -55,23 +93,8 @@ class OnnxRuntimeBackend(Backend):
         model: str | bytes,
         provider: str = "CPUExecutionProvider",
         threads: int | None = None,
-        disable_optimizations: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
-        if provider not in ort.get_available_providers():
-            raise EnvironmentMissingError(
-                f"ONNX Runtime has no {provider} here (available: {', '.join(ort.get_available_providers())});"
-                " install onnxruntime-gpu (the `gpu` extra) on a CUDA host"
-            )
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        if disable_optimizations:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.session = ort.InferenceSession(model, options, providers=[provider])
+        self.session = ort_session(model, provider, threads)
         self.provider = provider
         self.name = "onnxruntime-" + provider.replace("ExecutionProvider", "").lower()
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..backends.base import ort_session
 from ..errors import UsageError
 from .graph import FLOAT, FLOAT16, elem_types
 
@@ -134,8 +135,6 @@ class Session:
     """
 
     def __init__(self, model: onnx.ModelProto, extra_outputs: Mapping[str, int]) -> None:
-        import onnxruntime as ort
-
         model_with_outputs = onnx.ModelProto()
         model_with_outputs.CopyFrom(model)
         declared = {o.name for o in model.graph.output}
@@ -145,13 +144,8 @@ class Session:
                     helper.make_tensor_value_info(name, elem_type, None)
                 )
                 declared.add(name)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            model_with_outputs.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        self.session = ort_session(
+            model_with_outputs.SerializeToString(), threads=1, optimize=False
         )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]

@@ -1,6 +1,6 @@
 """The TensorRT backend's pure-Python side, run everywhere: arguments, optimization profiles,
 input-shape checks, cache keys and the manifest record. No TensorRT is used (or faked) here;
-``tests/test_gpu.py`` builds and runs real engines where TensorRT and CUDA exist.
+``tests/gpu/test_gpu.py`` builds and runs real engines where TensorRT and CUDA exist.
 
 On a host without TensorRT, ``build_engine`` must refuse bad arguments and bad profiles
 *before* it looks for TensorRT (so a CPU run reports the user's mistake, not the missing
@@ -42,7 +42,7 @@ from attn_export.backends.tensorrt import (
 from attn_export.errors import EnvironmentMissingError, UsageError
 from attn_export.trt_check import graph_input_dims
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REASON = tensorrt_unavailable_reason()
 
 

@@ -1,6 +1,6 @@
 """The zoo's fp16 graphs: islands chosen on tuning draws hold on check draws, across weights.
 
-Bounds as in tests/test_fp16.py: finite outputs with cosine >= 0.999 against the fp32 graph
+Bounds as in tests/fp16/test_fp16.py: finite outputs with cosine >= 0.999 against the fp32 graph
 at input scales 1, 10 and 100 on check draws the island search never saw, and >= half of
 the float weights (elements) in float16, for every weight seed tried.
 """

@@ -433,7 +433,7 @@ def test_missing_file_is_a_usage_error(tmp_path):
 def test_damaged_onnx_files_are_usage_errors(tmp_path):
     """Random bytes, truncated graphs and graphs with flipped bytes: `check` either reads the
     file or says in one line that it cannot (a flipped byte in a name once gave a TypeError)."""
-    from conftest import damaged_copies
+    from tests.conftest import damaged_copies
 
     torch.manual_seed(0)
     module = modules.create_module("self_attention", d_model=32, d_k=32, d_v=32, h=2).eval()

@@ -7,7 +7,7 @@ from pathlib import Path
 from attn_export import modules
 from attn_export.cli import zoo_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- zoo table: attn-export list --markdown -->", "<!-- end of zoo table -->"
 
 

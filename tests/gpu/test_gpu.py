@@ -4,7 +4,7 @@ GPU tests carry the ``gpu`` marker and skip, with the reason from
 ``tensorrt_unavailable_reason()``, where TensorRT or a CUDA device is missing; with
 ``ATTN_EXPORT_REQUIRE_GPU=1`` (the GPU CI job) a missing TensorRT or CUDA fails the run
 instead. The CPU side of the same backend (arguments, profiles, shape checks, cache keys)
-is tested everywhere in ``tests/test_tensorrt_cpu.py``. ``make test-gpu`` runs them; expect
+is tested everywhere in ``tests/backends/test_tensorrt_cpu.py``. ``make test-gpu`` runs them; expect
 tens of minutes for the whole zoo on one GPU (two engine builds per module; the timing
 cache only lives for the session).
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from tests.conftest import run_cli
 
 # A module whose export and simplification take long enough to be interrupted mid-way.
 SLOW_MODULE = "self_attention"

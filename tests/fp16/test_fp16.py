@@ -6,7 +6,7 @@ and 100, with >= half of the float weights (elements) in float16 (the project's 
 contract), judged on check draws the island search never saw. Where a test compares the
 fp16 graph on ONNX Runtime CPU with the fp32 graph, it uses the same cosine bound: fp16
 storage costs ~2**-11 relative error per tensor, far below 1 - 0.999. The zoo's modules
-across weight seeds: tests/test_fp16_zoo.py.
+across weight seeds: tests/fp16/test_fp16_zoo.py.
 """
 
 from __future__ import annotations

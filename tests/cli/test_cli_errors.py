@@ -178,7 +178,7 @@ def workdir(tmp_path_factory):
 
 @pytest.mark.parametrize("args, code, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_invocation(args, code, words, workdir, tmp_path):
-    from conftest import run_cli
+    from tests.conftest import run_cli
 
     before = set(os.listdir(workdir))
     takes_out = args and args[0] not in ("info", "check", "list", "bench") and "--out" not in args
@@ -223,7 +223,7 @@ def test_damaged_weight_files_are_usage_errors(tmp_path, suffix):
         from safetensors.torch import save_file
 
         save_file(state, str(good))
-    from conftest import damaged_copies
+    from tests.conftest import damaged_copies
 
     path = tmp_path / f"damaged{suffix}"
     blobs = damaged_copies(good.read_bytes(), seed=1234, random_blobs=60, truncated=30, flipped=30)

@@ -156,7 +156,7 @@ def test_trt_without_tensorrt_keeps_verified_onnx_and_exits_3(cli, tmp_path):
 
     reason = tensorrt_unavailable_reason()
     if reason is None:
-        pytest.skip("TensorRT and CUDA are present here; tests/test_gpu.py covers --trt")
+        pytest.skip("TensorRT and CUDA are present here; tests/gpu/test_gpu.py covers --trt")
     run = cli("cbam", "--trt", "--out", "o")
     assert run.returncode == 3, run.stdout + run.stderr
     message = (run.stdout + run.stderr).strip().splitlines()[-1]

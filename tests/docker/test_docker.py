@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
     "cpu": ROOT / "docker" / "Dockerfile.cpu",
     "trt": ROOT / "docker" / "Dockerfile.trt",
