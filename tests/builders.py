@@ -1,0 +1,70 @@
+"""Shared builders: a registered module with seeded weights, its ONNX graph, an ORT run.
+
+Every test file that needs "the module at its registry defaults, weights from seed S,
+exported (optionally with symbolic axes)" uses these instead of its own copy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from attn_export import modules
+from attn_export.backends.base import ort_session
+from attn_export.onnx_export import export_to_onnx, input_names_for
+
+Shapes = Sequence[Sequence[int]]
+
+
+def build_registered(name: str, weight_seed: int = 0, **overrides: object) -> torch.nn.Module:
+    """The registered module ``name`` (registry kwargs, ``overrides`` on top) in eval mode,
+    its weights drawn from ``weight_seed``."""
+    torch.manual_seed(weight_seed)
+    return modules.get_spec(name).create(**overrides).eval()
+
+
+def export_module(
+    module: torch.nn.Module,
+    shapes: Shapes,
+    dynamic_axes: Mapping[int, str] | None = None,
+    input_seed: int = 0,
+) -> onnx.ModelProto:
+    """``module`` exported as the pipeline exports it (TorchScript first, onnxsim), at
+    ``shapes``; with ``dynamic_axes`` (dim -> symbol) every input's dims are symbolic there,
+    and the output's too where dim 0 is."""
+    names = input_names_for(len(shapes))
+    generator = torch.Generator().manual_seed(input_seed)
+    inputs = tuple(torch.randn(*s, generator=generator) for s in shapes)
+    axes: dict[str, dict[int, str]] | None = None
+    if dynamic_axes:
+        axes = {n: dict(dynamic_axes) for n in names}
+        if 0 in dynamic_axes:
+            axes["output"] = {0: dynamic_axes[0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return export_to_onnx(module, inputs, names, dynamic_axes=axes).model
+
+
+def export_registered(
+    name: str,
+    weight_seed: int = 0,
+    shapes: Shapes | None = None,
+    dynamic_axes: Mapping[int, str] | None = None,
+) -> onnx.ModelProto:
+    """The registered module with weights from ``weight_seed``, exported at ``shapes``
+    (default: the registry's)."""
+    module = build_registered(name, weight_seed)
+    return export_module(module, shapes or modules.get_spec(name).shapes, dynamic_axes)
+
+
+def ort_outputs(model: onnx.ModelProto | bytes, feeds: Mapping[str, np.ndarray]) -> list:
+    """Every output of ``model`` on ONNX Runtime CPU; feeds the graph does not take are dropped
+    (onnxsim removes inputs the outputs do not depend on)."""
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    session = ort_session(data)
+    taken = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in taken})
