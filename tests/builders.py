@@ -34,16 +34,12 @@ def export_module(
     input_seed: int = 0,
 ) -> onnx.ModelProto:
     """``module`` exported as the pipeline exports it (TorchScript first, onnxsim), at
-    ``shapes``; with ``dynamic_axes`` (dim -> symbol) every input's dims are symbolic there,
-    and the output's too where dim 0 is."""
+    ``shapes``; with ``dynamic_axes`` (dim -> symbol) every input's dims are symbolic there
+    (the exporter names the outputs' dims)."""
     names = input_names_for(len(shapes))
     generator = torch.Generator().manual_seed(input_seed)
     inputs = tuple(torch.randn(*s, generator=generator) for s in shapes)
-    axes: dict[str, dict[int, str]] | None = None
-    if dynamic_axes:
-        axes = {n: dict(dynamic_axes) for n in names}
-        if 0 in dynamic_axes:
-            axes["output"] = {0: dynamic_axes[0]}
+    axes = {n: dict(dynamic_axes) for n in names} if dynamic_axes else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return export_to_onnx(module, inputs, names, dynamic_axes=axes).model
