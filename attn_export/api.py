@@ -35,7 +35,8 @@ def export(
     quiet: bool = True,
     **options: Any,
 ) -> ExportResult:
-    """Export, verify and write one model; returns the result (``.passed``, ``.onnx_path``, ``.manifest``)."""
+    """Export, verify and write one model; returns the result (``.passed``, ``.onnx_path``,
+    ``.manifest``)."""
     from dataclasses import fields
 
     from .options import DEFAULT_OUT_DIR, ExportOptions

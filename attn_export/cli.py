@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
+from . import tolerances
 from .errors import (
     EXIT_ENVIRONMENT,
     EXIT_OK,
@@ -22,22 +24,45 @@ from .errors import (
     UsageError,
     first_line,
 )
-from .parsing import parse_assignment, parse_axes, parse_scales, parse_shape, shapes_text
+from .options import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    DEFAULT_OUT_DIR,
+    DEFAULT_SEED,
+    EXPORTERS,
+    MAX_OPSET,
+    MIN_OPSET,
+    ExportOptions,
+)
+from .parsing import (
+    PROFILE_BOUNDS,
+    parse_assignment,
+    parse_axes,
+    parse_scales,
+    parse_shape,
+    shapes_text,
+)
+
+Number = TypeVar("Number", int, float)
+NAME_HELP = "registry name (see `attn-export list`) or package.module:attribute"
 
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  passed
-  {EXIT_VERIFICATION_FAILED}  verification failed (a mismatch, NaN/Inf, a graph TensorRT would not parse)
+  {EXIT_VERIFICATION_FAILED}  verification failed (a mismatch, NaN/Inf, a graph TensorRT would \
+not parse)
   {EXIT_USAGE}  usage or input error (unknown module, bad --shape/--set/--weights/--out, ...)
   {EXIT_ENVIRONMENT}  environment missing (TensorRT or CUDA absent for --trt; out of memory)
 """
 
 COMMANDS_HELP = """commands:
-  attn-export NAME [options]        export NAME (a registry name or package.module:factory) and verify it
+  attn-export NAME [options]        export NAME (a registry name or package.module:factory) \
+and verify it
   attn-export list [PATTERN] [--json]
   attn-export info NAME
   attn-export check FILE.onnx [--json]   predict TensorRT's ONNX parser verdict, node by node
   attn-export all [--out DIR] [--trt] [--fp16]   export and verify every registered module
-  attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep] [--profile]   eager vs ONNX Runtime
+  attn-export bench [NAME...|--all] [--json F] [--plot F.png] [--sweep] [--profile]   \
+eager vs ONNX Runtime
                     (one NAME may take --shape/--set/--weights, as for export)
 """
 
@@ -49,18 +74,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def _typed(convert: Callable[[str], Number], expected: str) -> Callable[[str], Number]:
+    """An argparse ``type`` that says what it expected when ``convert`` refuses the text."""
+
+    def parse(text: str) -> Number:
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+    return parse
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+_float = _typed(float, "a number")
+_int = _typed(int, "an integer")
 
 
 def _as_pattern(text: str) -> str:
@@ -75,23 +102,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Parser:
-    parser = _Parser(
-        prog=prog,
-        description="Export an attention module to a simplified ONNX graph (and a TensorRT engine) and verify it against PyTorch.",
-        epilog=COMMANDS_HELP + "\n" + EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    if require_name:
-        parser.add_argument(
-            "name", help="registry name (see `attn-export list`) or package.module:attribute"
-        )
+def _exponent_text(value: float) -> str:
+    """``1e-4`` as a reader writes it (Python prints ``0.0001``)."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:.0e}")
+
+
+# ----------------------------------------------------------------------------- arguments
+# Each group is declared once and added to every command that takes it.
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """--shape, --set and --weights: what to build and what it takes (export, bench).
+
+    ``scope`` ends each help line, e.g. " (one NAME only)"."""
     parser.add_argument(
         "--shape",
         action="append",
         default=[],
         metavar="1,512,7,7",
-        help="input shape; once per forward input (once for a multi-input module = the same for each)",
+        help="input shape; once per forward input (once for a multi-input module = the same"
+        " for each)" + scope,
     )
     parser.add_argument(
         "--set",
@@ -99,34 +129,32 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
         default=[],
         metavar="KEY=VALUE",
         dest="assignments",
-        help="constructor keyword; VALUE is JSON or a Python literal (kernels=[1,3], reconstruct=true)",
+        help="constructor keyword; VALUE is JSON or a Python literal (kernels=[1,3],"
+        " reconstruct=true)" + scope,
     )
     parser.add_argument(
-        "--weights", type=Path, help="state dict to load with strict=True (.safetensors, .pt, .pth)"
+        "--weights",
+        type=Path,
+        help="state dict to load with strict=True (.safetensors, .pt, .pth)" + scope,
     )
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options --shape, --set and --weights give (ExportOptions' and BenchOptions' names)."""
+    return {
+        "shapes": [parse_shape(s) for s in args.shape],
+        "kwargs": _parse_assignments(args.assignments),
+        "weights": args.weights,
+    }
+
+
+def add_artifact_arguments(parser: argparse.ArgumentParser, dynamic_help: str) -> None:
+    """--out, --trt, --fp16 and --dynamic: what is written and checked (export, all)."""
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: ./attn_export_out)"
-    )
-    parser.add_argument(
-        "--opset", type=_int, default=None, help="ONNX opset (default 17; supported 9-20)"
-    )
-    parser.add_argument(
-        "--atol",
-        type=_float,
-        default=None,
-        help="absolute tolerance (default 1e-4 or the module's)",
-    )
-    parser.add_argument(
-        "--rtol",
-        type=_float,
-        default=None,
-        help="relative tolerance (default 1e-4 or the module's)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=_int,
-        default=0,
-        help="seed of the random inputs and initial weights (default 0)",
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"output folder (default: ./{DEFAULT_OUT_DIR})",
     )
     parser.add_argument(
         "--trt",
@@ -138,21 +166,41 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
         action="store_true",
         help="also write NAME.fp16.onnx (float16 inside, float32 at the edges)",
     )
+    parser.add_argument("--dynamic", metavar="AXES", help=dynamic_help)
+
+
+def _dynamic_axes(args: argparse.Namespace) -> tuple[str, ...]:
+    return parse_axes(args.dynamic) if args.dynamic else ()
+
+
+def _add_verification_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the graph is exported and judged: opset, exporter, tolerances, seed, inputs."""
     parser.add_argument(
-        "--nhwc",
-        action="store_true",
-        help="channel-last graph inputs/outputs; --shape is then given as B,H,W,C",
+        "--opset",
+        type=_int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset (default {DEFAULT_OPSET}; supported {MIN_OPSET}-{MAX_OPSET})",
+    )
+    default_tolerance = f"default {_exponent_text(tolerances.FP32.atol)} or the module's"
+    parser.add_argument(
+        "--atol", type=_float, default=None, help=f"absolute tolerance ({default_tolerance})"
+    )
+    default_tolerance = f"default {_exponent_text(tolerances.FP32.rtol)} or the module's"
+    parser.add_argument(
+        "--rtol", type=_float, default=None, help=f"relative tolerance ({default_tolerance})"
     )
     parser.add_argument(
-        "--name",
-        dest="artifact_name",
-        help="base name of the written files (default: the registry name or the model's class)",
+        "--seed",
+        type=_int,
+        default=DEFAULT_SEED,
+        help=f"seed of the random inputs and initial weights (default {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--exporter",
-        choices=("auto", "torchscript", "dynamo"),
-        default="auto",
-        help="torch.onnx exporter (default auto: TorchScript, then dynamo if it fails; the manifest says which)",
+        choices=EXPORTERS,
+        default=DEFAULT_EXPORTER,
+        help=f"torch.onnx exporter (default {DEFAULT_EXPORTER}: TorchScript, then dynamo if it"
+        " fails; the manifest says which)",
     )
     parser.add_argument(
         "--inputs",
@@ -164,11 +212,16 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
         " and used by --fp16; once per file",
     )
     parser.add_argument(
-        "--dynamic",
-        metavar="AXES",
-        help="symbolic axes: batch, height, width, tokens (e.g. batch,height,width)",
+        "--fp16-scales",
+        metavar="1,10,100",
+        help="input scales the fp16 check multiplies random draws by (default 1,10,100;"
+        " 1 with --inputs)",
     )
-    for bound in ("min", "opt", "max"):
+
+
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """--min-shape, --opt-shape, --max-shape: the dynamic profile, once per forward input."""
+    for bound in PROFILE_BOUNDS:
         parser.add_argument(
             f"--{bound}-shape",
             action="append",
@@ -177,11 +230,37 @@ def _export_parser(prog: str = "attn-export", require_name: bool = True) -> _Par
             dest=f"{bound}_shape",
             help=f"{bound} shape of the dynamic profile; once per forward input",
         )
+
+
+def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--fp16-scales",
-        metavar="1,10,100",
-        help="input scales the fp16 check multiplies random draws by (default 1,10,100; 1 with --inputs)",
+        "--nhwc",
+        action="store_true",
+        help="channel-last graph inputs/outputs; --shape is then given as B,H,W,C",
     )
+    parser.add_argument(
+        "--name",
+        dest="artifact_name",
+        help="base name of the written files (default: the registry name or the model's class)",
+    )
+
+
+def _export_parser() -> _Parser:
+    parser = _Parser(
+        prog="attn-export",
+        description="Export an attention module to a simplified ONNX graph (and a TensorRT"
+        " engine) and verify it against PyTorch.",
+        epilog=COMMANDS_HELP + "\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", help=NAME_HELP)
+    add_model_arguments(parser)
+    add_artifact_arguments(
+        parser, "symbolic axes: batch, height, width, tokens (e.g. batch,height,width)"
+    )
+    _add_verification_arguments(parser)
+    _add_layout_arguments(parser)
+    _add_profile_arguments(parser)
     return parser
 
 
@@ -195,25 +274,16 @@ def _parse_assignments(texts: Sequence[str]) -> dict[str, object]:
     return kwargs
 
 
-def _options(args: argparse.Namespace):
+def _options(args: argparse.Namespace) -> ExportOptions:
     # Parse before importing the pipeline (torch, onnxsim): a typo fails in a blink.
-    shapes = [parse_shape(s) for s in args.shape]
-    kwargs = _parse_assignments(args.assignments)
-    dynamic = parse_axes(args.dynamic) if args.dynamic else ()
-    profile = {
-        bound: [parse_shape(s) for s in getattr(args, f"{bound}_shape")]
-        for bound in ("min", "opt", "max")
-    }
-
-    from .onnx_export import DEFAULT_OPSET
-    from .options import DEFAULT_OUT_DIR, ExportOptions
-
     return ExportOptions(
-        shapes=shapes,
-        kwargs=kwargs,
-        weights=args.weights,
-        out_dir=args.out if args.out is not None else DEFAULT_OUT_DIR,
-        opset=args.opset if args.opset is not None else DEFAULT_OPSET,
+        **model_options(args),
+        dynamic=_dynamic_axes(args),
+        min_shapes=[parse_shape(s) for s in args.min_shape],
+        opt_shapes=[parse_shape(s) for s in args.opt_shape],
+        max_shapes=[parse_shape(s) for s in args.max_shape],
+        out_dir=args.out,
+        opset=args.opset,
         atol=args.atol,
         rtol=args.rtol,
         trt=args.trt,
@@ -223,10 +293,6 @@ def _options(args: argparse.Namespace):
         exporter=args.exporter,
         name=args.artifact_name,
         inputs=args.inputs,
-        dynamic=dynamic,
-        min_shapes=profile["min"],
-        opt_shapes=profile["opt"],
-        max_shapes=profile["max"],
         fp16_scales=parse_scales(args.fp16_scales) if args.fp16_scales else None,
     )
 
@@ -292,7 +358,8 @@ def cmd_list(argv: Sequence[str]) -> int:
 
 
 def zoo_table(specs: Sequence) -> str:
-    """One row per module: name, class, paper, default input shapes, dynamic axes (and why not more)."""
+    """One row per module: name, class, paper, default input shapes, dynamic axes (and why not
+    more)."""
     lines = [
         "| name | class | paper | default input | dynamic axes |",
         "| --- | --- | --- | --- | --- |",
@@ -315,7 +382,7 @@ def cmd_info(argv: Sequence[str]) -> int:
     parser = _Parser(
         prog="attn-export info", description="Show one module's defaults, paper and constructor."
     )
-    parser.add_argument("name")
+    parser.add_argument("name", help=NAME_HELP)
     args = parser.parse_args(argv)
     target = resolve_target(args.name)
     print(f"name:      {target.name}")
@@ -351,28 +418,23 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 def cmd_all(argv: Sequence[str]) -> int:
     from . import modules
-    from .options import DEFAULT_OUT_DIR, prepare_out_dir
+    from .options import prepare_out_dir
     from .report import run_all
 
     parser = _Parser(
         prog="attn-export all",
         description="Export and verify every registered module; write report.{json,md,png}.",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
-    parser.add_argument("--trt", action="store_true")
-    parser.add_argument("--fp16", action="store_true")
+    add_artifact_arguments(
+        parser, "symbolic axes for every module, as far as its math allows (e.g. batch)"
+    )
     parser.add_argument(
         "--pattern",
         default="*",
         help="only modules matching this shell-style pattern (plain text: anywhere in the name)",
     )
-    parser.add_argument(
-        "--dynamic",
-        metavar="AXES",
-        help="symbolic axes for every module, as far as its math allows (e.g. batch)",
-    )
     args = parser.parse_args(argv)
-    dynamic = parse_axes(args.dynamic) if args.dynamic else ()
+    dynamic = _dynamic_axes(args)
     pattern = _as_pattern(args.pattern)
     if not modules.list_modules(pattern):
         raise UsageError(
@@ -389,12 +451,8 @@ def cmd_all(argv: Sequence[str]) -> int:
     )
 
 
-def cmd_bench(argv: Sequence[str]) -> int:
+def _bench_parser() -> _Parser:
     import os
-
-    from . import modules
-    from .bench import BenchTarget, build_target, require_matplotlib, run_bench
-    from .options import check_output_file
 
     parser = _Parser(
         prog="attn-export bench",
@@ -404,24 +462,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
         "names", nargs="*", help="registry names, or one package.module:attribute (with --shape)"
     )
     parser.add_argument("--all", action="store_true", help="every registered module")
-    parser.add_argument(
-        "--shape",
-        action="append",
-        default=[],
-        metavar="1,512,7,7",
-        help="input shape, as for export (one NAME only)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="constructor keyword, as for export (one NAME only)",
-    )
-    parser.add_argument(
-        "--weights", type=Path, help="state dict to load, as for export (one NAME only)"
-    )
+    add_model_arguments(parser, " (one NAME only)")
     parser.add_argument(
         "--threads",
         type=_positive_int,
@@ -438,40 +479,27 @@ def cmd_bench(argv: Sequence[str]) -> int:
         action="store_true",
         help="also profile ONNX Runtime: kernel time per op type (where the time goes)",
     )
-    args = parser.parse_args(argv)
-    if not args.names and not args.all:
-        raise UsageError("name the modules to benchmark, or give --all")
-    if args.names and args.all:
-        raise UsageError(
-            f"give module names or --all, not both (got --all and {' '.join(args.names)})"
-        )
-    per_module = args.shape or args.assignments or args.weights is not None
-    if per_module and len(args.names) != 1:
-        raise UsageError(
-            "--shape, --set and --weights describe one module: give exactly one NAME with them"
-        )
-    shapes = [parse_shape(s) for s in args.shape]
-    kwargs = _parse_assignments(args.assignments)
-    if args.json:
-        check_output_file(args.json, "--json")
-    if args.plot:
-        check_output_file(args.plot, "--plot", suffix=".png")
-        require_matplotlib()
-    names = modules.list_modules() if args.all else args.names
-    targets = [BenchTarget(n, shapes, kwargs, args.weights) for n in names]
-    for target in targets if args.names else ():
-        # unknown names, failing imports, bad or missing --shape/--set/--weights: fail now, as
-        # export would, not after the matmul peak is measured
-        build_target(target)
-    run_bench(
-        targets,
-        args.threads,
-        args.json,
-        args.plot,
-        args.sweep,
-        progress=sys.stderr.isatty(),
+    return parser
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    from .bench import BenchOptions, bench_command, check_selection
+
+    args = _bench_parser().parse_args(argv)
+    per_module = bool(args.shape or args.assignments or args.weights is not None)
+    check_selection(args.names, args.all, per_module)
+    options = BenchOptions(
+        names=args.names,
+        all_modules=args.all,
+        **model_options(args),
+        threads=args.threads,
+        json_path=args.json,
+        plot_path=args.plot,
+        sweep=args.sweep,
         profile=args.profile,
+        progress=sys.stderr.isatty(),
     )
+    bench_command(options)
     return EXIT_OK
 
 

@@ -29,7 +29,7 @@ class OutputCheck:
     problem: str = ""  # why it failed, in words (shape, NaN/Inf, which rule)
 
     def to_dict(self) -> dict:
-        return {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {k: json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -63,14 +63,15 @@ class BackendCheck:
             "draw": self.draw,
             "passed": self.passed,
             **asdict(self.tolerance),
-            "max_abs_err": _json_float(self.max_abs_err),
-            "worst_nrmse": _json_float(self.worst_nrmse),
+            "max_abs_err": json_float(self.max_abs_err),
+            "worst_nrmse": json_float(self.worst_nrmse),
             "outputs": [o.to_dict() for o in self.outputs],
         }
 
 
-def _json_float(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None  # JSON has no NaN/Inf
+def json_float(value: float) -> float | None:
+    """A float for a JSON file: NaN and infinities (which JSON lacks) become null."""
+    return float(value) if np.isfinite(value) else None
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,13 +124,15 @@ def compare_output(
     if exceed.any():
         worst = int(np.argmax(error - allowed))
         problems.append(
-            f"{int(exceed.sum())}/{error.size} elements exceed atol {tolerance.atol:g} + rtol {tolerance.rtol:g}*|ref|"
-            f" (worst |{act64.flat[worst]:.6g} - {ref64.flat[worst]:.6g}| = {error.flat[worst]:.3g})"
+            f"{int(exceed.sum())}/{error.size} elements exceed atol {tolerance.atol:g}"
+            f" + rtol {tolerance.rtol:g}*|ref| (worst |{act64.flat[worst]:.6g}"
+            f" - {ref64.flat[worst]:.6g}| = {error.flat[worst]:.3g})"
         )
     if nrmse > tolerance.max_nrmse:
+        rms = float(np.sqrt(np.mean(ref64**2)))
         problems.append(
-            f"error is {nrmse:.3g} of the output's variation (bound {tolerance.max_nrmse:g}; cosine {cosine:.4f},"
-            f" reference RMS {float(np.sqrt(np.mean(ref64**2))):.3g})"
+            f"error is {nrmse:.3g} of the output's variation (bound {tolerance.max_nrmse:g};"
+            f" cosine {cosine:.4f}, reference RMS {rms:.3g})"
         )
     return OutputCheck(name, max_abs, max_rel, nrmse, cosine, not problems, "; ".join(problems))
 
@@ -164,7 +167,8 @@ def compare(
 
 
 def raise_on_failures(checks: Sequence[BackendCheck]) -> None:
-    """Raise one :class:`VerificationError` listing every failed output of every backend and draw."""
+    """Raise one :class:`VerificationError` listing every failed output of every backend and
+    draw."""
     failures = [line for check in checks for line in check.failures()]
     if failures:
         raise VerificationError("; ".join(failures))

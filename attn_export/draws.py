@@ -29,12 +29,26 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .parsing import shapes_text
+from .parsing import Shape, shapes_text
 
-Shape = tuple[int, ...]
+# Seed offsets from --seed: each purpose has its own thousand, so no two draws share a stream.
 FRESH_SEED_OFFSET = 1000
+FRESH_SEED_STEP = 10  # between the successive fresh draws of one call (kinds take +1 to +4)
 FP16_TUNING_SEED_OFFSETS = (2001, 2002)
 FP16_CHECK_SEED_OFFSETS = (3001, 3002)
+# Each profile corner's draws start this many seeds further on, clear of the seeds the
+# previous point used.
+CORNER_SEED_STRIDE = 100
+
+
+def corner_seed(seed: int, index: int) -> int:
+    """The base seed of the fresh draws at the ``index``-th profile point."""
+    return seed + CORNER_SEED_STRIDE * (index + 1)
+
+
+def fp16_corner_seed(seed: int, index: int) -> int:
+    """The fp16 check's seed at the ``index``-th profile corner (seed + 3102, 3103, ...)."""
+    return seed + FP16_CHECK_SEED_OFFSETS[-1] + CORNER_SEED_STRIDE + index
 
 
 @dataclass
@@ -82,7 +96,7 @@ def fresh_draws(
     for index in range(count):
         kind_index = (first_kind + index) % len(FRESH_KINDS)
         kind, sample = FRESH_KINDS[kind_index]
-        draw_seed = seed + FRESH_SEED_OFFSET + 1 + kind_index + 10 * index
+        draw_seed = seed + FRESH_SEED_OFFSET + 1 + kind_index + FRESH_SEED_STEP * index
         generator = np.random.default_rng(draw_seed)
         arrays = [sample(generator, tuple(shape)) for shape in shapes]
         draws.append(
@@ -119,7 +133,8 @@ def _where(point: str, shapes: Sequence[Shape]) -> str:
 def load_user_inputs(
     path: Path, input_names: Sequence[str], parameter_names: Sequence[str]
 ) -> InputDraw:
-    """One draw from an .npz file: arrays by graph input name, forward parameter name, or position."""
+    """One draw from an .npz file: arrays by graph input name, forward parameter name, or
+    position."""
     arrays = _read_npz(path)
     count = len(input_names)
     for names in (
@@ -132,16 +147,18 @@ def load_user_inputs(
             extra = sorted(set(arrays) - set(names))
             if extra:
                 raise UsageError(
-                    f"--inputs {str(path)!r}: arrays {', '.join(extra)} match no input (expected {', '.join(names)})"
+                    f"--inputs {str(path)!r}: arrays {', '.join(extra)} match no input"
+                    f" (expected {', '.join(names)})"
                 )
             return InputDraw(path.name, "user", [_as_input(arrays[n], path, n) for n in names])
     if count == 1 and len(arrays) == 1:
         ((name, array),) = arrays.items()
         return InputDraw(path.name, "user", [_as_input(array, path, name)])
     expected = " or ".join(", ".join(n) for n in (input_names, parameter_names) if n)
+    held = ", ".join(sorted(arrays)) or "no arrays"
     raise UsageError(
-        f"--inputs {str(path)!r} holds {', '.join(sorted(arrays)) or 'no arrays'}; expected {count} array(s) named "
-        f"{expected}, or saved by position (np.savez(file, a, b))"
+        f"--inputs {str(path)!r} holds {held}; expected {count} array(s) named {expected},"
+        " or saved by position (np.savez(file, a, b))"
     )
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .modules._registry import default_axes
-from .parsing import shape_text as _text
+from .parsing import PROFILE_BOUNDS, Shape, shape_text
 
-Shape = tuple[int, ...]
+# The smallest default max batch: a batch-1 export is still checked at a serving-sized batch.
 MIN_MAX_BATCH = 8
 
 
@@ -52,8 +52,9 @@ def check_axes_allowed(
     refused = [a for a in axes if a not in allowed]
     if refused:
         why = f": {fixed_because}" if fixed_because else ""
+        allows = ", ".join(allowed) or "none"
         raise UsageError(
-            f"{name} cannot take a dynamic {', '.join(refused)}{why} (it allows: {', '.join(allowed) or 'none'})"
+            f"{name} cannot take a dynamic {', '.join(refused)}{why} (it allows: {allows})"
         )
 
 
@@ -88,7 +89,7 @@ def resolve_profiles(
             continue
         default = {
             bound: _default_bound(shape, dims, bound, multiple, min_spatial)
-            for bound in ("min", "opt", "max")
+            for bound in PROFILE_BOUNDS
         }
         chosen = {bound: _given(given, bound, index, shape) or default[bound] for bound in default}
         _check_profile(name, shape, dims, chosen)
@@ -107,18 +108,15 @@ def _default_bound(
         if axis == "batch":
             out[dim] = 1 if bound == "min" else max(MIN_MAX_BATCH, 2 * size)
         elif bound == "min":
-            smallest = (
-                -(-max(multiple, min_spatial) // multiple) * multiple
-            )  # the first multiple >= min_spatial
+            # the first multiple of `multiple` that is >= min_spatial
+            smallest = -(-max(multiple, min_spatial) // multiple) * multiple
             out[dim] = min(size, max(smallest, size // 2 // multiple * multiple))
         else:
             out[dim] = max(size, 2 * size // multiple * multiple)
     return tuple(out)
 
 
-def _given(
-    given: dict[str, Sequence[Shape]], bound: str, index: int, shape: Shape
-) -> Shape | None:
+def _given(given: dict[str, Sequence[Shape]], bound: str, index: int, shape: Shape) -> Shape | None:
     values = given.get(bound) or ()
     if not values:
         return None
@@ -133,17 +131,20 @@ def _check_profile(name: str, shape: Shape, dims: dict[int, str], bounds: dict[s
     for bound, value in bounds.items():
         if len(value) != len(shape):
             raise UsageError(
-                f"--{bound}-shape {_text(value)} for {name}: rank {len(value)}, the input has rank {len(shape)}"
+                f"--{bound}-shape {shape_text(value)} for {name}: rank {len(value)},"
+                f" the input has rank {len(shape)}"
             )
         for dim, (size, export_size) in enumerate(zip(value, shape)):
             if dim not in dims and size != export_size:
                 raise UsageError(
-                    f"--{bound}-shape {_text(value)} for {name}: dim {dim} is not dynamic and must stay {export_size}"
+                    f"--{bound}-shape {shape_text(value)} for {name}: dim {dim} is not dynamic"
+                    f" and must stay {export_size}"
                 )
     low, opt, high = bounds["min"], bounds["opt"], bounds["max"]
     if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
         raise UsageError(
-            f"{name}: the profile needs min <= opt <= max in every dim (min {_text(low)}, opt {_text(opt)}, max {_text(high)})"
+            f"{name}: the profile needs min <= opt <= max in every dim (min {shape_text(low)},"
+            f" opt {shape_text(opt)}, max {shape_text(high)})"
         )
 
 

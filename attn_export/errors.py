@@ -39,11 +39,17 @@ class EnvironmentMissingError(AttnExportError):
     exit_code = EXIT_ENVIRONMENT
 
 
+def first_text_line(text: str) -> str:
+    """The first line of ``text`` (stripped), or "" for empty text."""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message, for one-line user-facing errors."""
-    lines = str(error).strip().splitlines()
-    if lines and lines[0]:
-        return lines[0][:limit]
+    line = first_text_line(str(error))
+    if line:
+        return line[:limit]
     # a bare `assert` in a model's code says nothing: show the failing line instead
     frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
     if frames and frames[-1].line:

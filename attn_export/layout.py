@@ -14,9 +14,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
-from .parsing import shape_text
-
-Shape = tuple[int, ...]
+from .parsing import Shape, shape_text
 
 
 class ChannelsLastAdapter(nn.Module):
@@ -32,15 +30,19 @@ class ChannelsLastAdapter(nn.Module):
     def _back(cls, out: Any) -> Any:
         """Every 4-D tensor leaf of the output structure back to (B, H, W, C)."""
         if isinstance(out, torch.Tensor):
-            return (
-                out.permute(0, 2, 3, 1) if out.dim() == 4 else out
-            )  # (B, C, H, W) -> (B, H, W, C)
+            # (B, C, H, W) -> (B, H, W, C)
+            return out.permute(0, 2, 3, 1) if out.dim() == 4 else out
         if isinstance(out, dict):
             return {k: cls._back(v) for k, v in out.items()}
         if isinstance(out, (tuple, list)):
             backs = [cls._back(v) for v in out]
             return backs if isinstance(out, list) else tuple(backs)
         return out
+
+
+def channels_last(shape: Shape) -> Shape:
+    """A (B, C, H, W) shape as (B, H, W, C)."""
+    return (shape[0], shape[2], shape[3], shape[1])
 
 
 def check_nhwc_shapes(name: str, shapes: Sequence[Shape]) -> list[Shape]:

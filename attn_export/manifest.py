@@ -7,7 +7,7 @@ import json
 import platform
 import re
 import sys
-from collections.abc import Sequence
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,11 +17,9 @@ from .onnx_export import SKIPPED_ONNXSIM_PASSES
 from .weights import file_sha256
 
 if TYPE_CHECKING:  # the stage results; imported for types only (pipeline imports this module)
-    from .compare import BackendCheck
     from .onnx_export import ExportedGraph
     from .options import ExportOptions
-    from .pipeline import BuiltModel, EngineStage, Fp16Stage, ReferenceRun
-    from .tolerances import Tolerance
+    from .pipeline import BuiltModel, EngineStage, Fp16Stage, Fp32Stage, ReferenceRun
 
 _VERSIONED_PACKAGES = (
     "torch",
@@ -56,18 +54,14 @@ def package_versions() -> dict[str, str | None]:
 def build_manifest(
     built: BuiltModel,
     ref: ReferenceRun,
-    graph: ExportedGraph,
-    onnx_bytes: bytes,
+    fp32: Fp32Stage,
     options: ExportOptions,
-    trt_verdict: dict[str, Any],
-    checks: Sequence[BackendCheck],
     fp16: Fp16Stage | None,
     engines: EngineStage | None,
-    tolerance: Tolerance,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    graph_inputs = {i.name for i in graph.model.graph.input}
-    all_checks = [*checks, *(engines.checks if engines else [])]
+    graph_inputs = {i.name for i in fp32.graph.model.graph.input}
+    all_checks = [*fp32.checks, *(engines.checks if engines else [])]
     manifest: dict[str, Any] = {
         "module": built.name,
         "source": built.target.source,
@@ -79,33 +73,18 @@ def build_manifest(
         "weights": _weights_record(options.weights),
         "redrawn_zero_parameters": list(built.redrawn),
         "inputs": _inputs_record(built),
-        # forward arguments the module never reads are not graph inputs (e.g. EMSA's keys with ratio > 1)
+        # forward arguments the module never reads are not graph inputs
+        # (e.g. EMSA's keys with ratio > 1)
         "unused_inputs": [n for n in built.input_names if n not in graph_inputs],
         "outputs": _outputs_record(ref),
         "draws": {
             "export": ref.draws.export.to_dict(),
             "verify": [d.to_dict() for d in ref.draws.verify],
         },
-        "warnings": list(graph.warnings),
-        "onnx": {
-            "file": f"{built.name}.onnx",
-            "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-            "opset": graph.opset,
-            "exporter": graph.exporter,
-            "exporter_fallback": graph.fallback or None,
-            "simplifier": {"tool": "onnxsim", "skipped_passes": list(SKIPPED_ONNXSIM_PASSES)},
-            "nodes_exported": graph.nodes_exported,
-            "nodes_simplified": graph.nodes_simplified,
-            "op_types": sorted({n.op_type for n in graph.model.graph.node}),
-        },
-        "tolerance": {
-            "fp32": {
-                "atol": tolerance.atol,
-                "rtol": tolerance.rtol,
-                "max_nrmse": tolerance.max_nrmse,
-            }
-        },
-        "trt_parser_check": trt_verdict,
+        "warnings": list(fp32.graph.warnings),
+        "onnx": _onnx_record(built.name, fp32.graph, fp32.onnx_bytes),
+        "tolerance": {"fp32": asdict(fp32.tolerance)},
+        "trt_parser_check": fp32.trt_verdict,
         "fp16": fp16.section if fp16 else None,
         "tensorrt": engines.section if engines else None,
         "versions": package_versions(),
@@ -119,6 +98,20 @@ def build_manifest(
         and not (engines is not None and engines.missing)
     )
     return manifest
+
+
+def _onnx_record(name: str, graph: ExportedGraph, onnx_bytes: bytes) -> dict[str, Any]:
+    return {
+        "file": f"{name}.onnx",
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "opset": graph.opset,
+        "exporter": graph.exporter,
+        "exporter_fallback": graph.fallback or None,
+        "simplifier": {"tool": "onnxsim", "skipped_passes": list(SKIPPED_ONNXSIM_PASSES)},
+        "nodes_exported": graph.nodes_exported,
+        "nodes_simplified": graph.nodes_simplified,
+        "op_types": sorted({n.op_type for n in graph.model.graph.node}),
+    }
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

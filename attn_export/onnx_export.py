@@ -44,12 +44,9 @@ import onnx.inliner
 import torch
 
 from .errors import UsageError, VerificationError, first_line
+from .options import DEFAULT_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 9  # TensorRT's documented floor
-MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.x (TensorRT's is 24)
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter's lowest opset that gives valid graphs
-EXPORTERS = ("auto", "torchscript", "dynamo")
 LABELS = {"torchscript": "TorchScript", "dynamo": "dynamo"}
 
 # onnxsim 0.8's `fuse_qkv` pass rewrites attention patterns into com.microsoft::Attention,
@@ -70,7 +67,7 @@ class ExportedGraph:
     fallback: str = ""  # why auto left the TorchScript exporter, or empty
 
 
-def input_names_for(count: int) -> list:
+def input_names_for(count: int) -> list[str]:
     return [f"input_{i}" for i in range(count)] if count > 1 else ["input"]
 
 
@@ -83,7 +80,6 @@ def export_to_onnx(
     *,
     exporter: str = "auto",
     dynamic_axes: DynamicAxes | None = None,
-    simplify: bool = True,
 ) -> ExportedGraph:
     """Export ``module`` at the shapes of ``example_inputs`` (symbolic along ``dynamic_axes``),
     simplify and check it. Raises :class:`VerificationError` (one line) when it cannot."""
@@ -95,7 +91,6 @@ def export_to_onnx(
         list(output_names),
         opset,
         dict(dynamic_axes or {}),
-        simplify,
     )
     if exporter != "auto":
         return attempt.run(exporter)
@@ -135,7 +130,6 @@ class _Attempt:
     output_names: list[str]
     opset: int
     dynamic_axes: dict[str, Mapping[int, str]]
-    simplify: bool
 
     def run(self, exporter: str) -> ExportedGraph:
         opset = max(self.opset, DYNAMO_MIN_OPSET) if exporter == "dynamo" else self.opset
@@ -143,7 +137,7 @@ class _Attempt:
         with captured_output(), warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
             exported, export_notes = self._export(exporter, opset)
-            model = finish_graph(exported, LABELS[exporter], self.simplify)
+            model = finish_graph(exported, LABELS[exporter])
         check_dynamic_dims(model, self.dynamic_axes, LABELS[exporter])
         notes += export_notes + user_warnings(records)
         return ExportedGraph(
@@ -173,7 +167,7 @@ def opset_notes(requested: int, used: int) -> list[str]:
     return [f"exported at opset {used}, not {requested}: the dynamo exporter needs >= {used}"]
 
 
-# --- the two exporters: module -> (raw ONNX, notes for the user) ------------------------------------------------
+# --- the two exporters: module -> (raw ONNX, notes for the user) -----------------------------
 
 
 def export_torchscript(
@@ -183,7 +177,7 @@ def export_torchscript(
     torch.onnx.export(
         module,
         inputs,
-        buffer,
+        buffer,  # type: ignore[arg-type]  # torch's annotation omits file objects, which it takes
         dynamo=False,
         opset_version=opset,
         input_names=input_names,
@@ -210,6 +204,7 @@ def export_dynamo(
         optimize=True,
         verbose=False,
     )
+    assert onnx_program is not None  # dynamo=True always returns the program
     model = onnx_program.model_proto
     rename_input_dims(model, dynamic_axes)
     return model, refinement_notes(requested, shapes)
@@ -239,6 +234,8 @@ def symbolic_fixes(error: Exception, shapes: tuple | None) -> tuple | None:
             getattr(error, "msg", str(error)), shapes
         )
     except Exception:
+        return None
+    if not isinstance(refined, (tuple, list)):  # given a tuple, it returns one
         return None
     static = [d for axes in refined if axes for d in axes.values() if isinstance(d, int)]
     return None if static else tuple(refined)
@@ -309,12 +306,11 @@ def two_or_more(
 # --- raw ONNX -> checked graph ---------------------------------------------------------------
 
 
-def finish_graph(model: onnx.ModelProto, label: str, simplify: bool) -> onnx.ModelProto:
+def finish_graph(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
     """Inline functions, simplify, and check: default-domain ops only, onnx.checker passes."""
     model = inline_functions(model)
     strip_metadata(model)
-    if simplify:
-        model = simplify_graph(model, label)
+    model = simplify_graph(model, label)
     foreign = sorted(
         {f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")}
     )
@@ -375,7 +371,8 @@ def simplify_graph(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
 
 
 def check_dynamic_dims(model: onnx.ModelProto, dynamic_axes: DynamicAxes, label: str) -> None:
-    """Graph inputs are symbolic exactly along ``dynamic_axes``, named by its symbols; static elsewhere."""
+    """Graph inputs are symbolic exactly along ``dynamic_axes``, named by its symbols; static
+    elsewhere."""
     for value in model.graph.input:
         axes = dynamic_axes.get(value.name, {})
         for index, dim in enumerate(value.type.tensor_type.shape.dim):
@@ -386,7 +383,8 @@ def check_dynamic_dims(model: onnx.ModelProto, dynamic_axes: DynamicAxes, label:
             ):
                 wanted = f"symbolic {expected!r}" if expected is not None else "static"
                 raise VerificationError(
-                    f"the {label} exporter's graph input {value.name!r} dim {index} is {actual!r}, not {wanted}"
+                    f"the {label} exporter's graph input {value.name!r} dim {index}"
+                    f" is {actual!r}, not {wanted}"
                 )
 
 
@@ -451,10 +449,15 @@ def is_user_file(filename: str) -> bool:
     return path != THIS_FILE and not path.startswith(LIBRARY_ROOTS)
 
 
+# A quoted source line is cut to this width, so that a message stays one readable line.
+QUOTED_CODE_WIDTH = 80
+
+
 def where(filename: str, lineno: int) -> str:
     """``halo.py:45: x.unfold(2, 8, 4)``"""
     code = linecache.getline(filename, lineno).strip()
-    code = code if len(code) <= 80 else code[:77] + "..."
+    if len(code) > QUOTED_CODE_WIDTH:
+        code = code[: QUOTED_CODE_WIDTH - 3] + "..."
     return f"{Path(filename).name}:{lineno}" + (f": {code}" if code else "")
 
 
@@ -501,10 +504,14 @@ def failure_line(label: str, error: BaseException) -> str:
     return f"the {label} exporter {what}" + (f" ({location})" if location else "") + f": {reason}"
 
 
+# How many causes to follow: a guard against cause chains that loop.
+MAX_CAUSES = 16
+
+
 def exception_chain(error: BaseException) -> list[BaseException]:
     """The error and its explicit causes (``raise ... from``), outermost first."""
     chain = [error]
-    while chain[-1].__cause__ is not None and len(chain) < 16:
+    while chain[-1].__cause__ is not None and len(chain) < MAX_CAUSES:
         chain.append(chain[-1].__cause__)
     return chain
 
@@ -530,14 +537,17 @@ def jit_node(chain: Sequence[BaseException]) -> torch._C.Node | None:
 
 def source_from_jit_node(node: torch._C.Node) -> str | None:
     """The innermost user frame of the node's recorded call stack (``path(line): fn`` lines)."""
-    for match in re.finditer(r"^(.+?)\((\d+)\): \w+$", node.sourceRange(), re.MULTILINE):
+    # a str at run time, whatever torch's stubs say
+    stack = str(node.sourceRange())
+    for match in re.finditer(r"^(.+?)\((\d+)\): \w+$", stack, re.MULTILINE):
         if is_user_file(match.group(1)):
             return where(match.group(1), int(match.group(2)))
     return None
 
 
 def source_from_frames(chain: Sequence[BaseException]) -> str | None:
-    """The innermost user frame on the stack when an error was raised (tracing, non-strict export)."""
+    """The innermost user frame on the stack when an error was raised (tracing, non-strict
+    export)."""
     for error in reversed(chain):
         user = [
             (f.f_code.co_filename, line)
@@ -563,7 +573,8 @@ def source_from_text(chain: Sequence[BaseException]) -> str | None:
 
 
 def operator_in(chain: Sequence[BaseException]) -> str | None:
-    """An ATen operator named in a message's first line (``aten::unfold``, ``aten.unfold.default``)."""
+    """An ATen operator named in a message's first line (``aten::unfold``,
+    ``aten.unfold.default``)."""
     for error in reversed(chain):
         match = re.search(
             r"\b(aten|prim)(?:::|\.)([a-zA-Z_]\w*)", str(error).strip().split("\n")[0]

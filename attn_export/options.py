@@ -11,14 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from .draws import FRESH_KINDS
 from .errors import UsageError
-from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from .parsing import shapes_text
+from .parsing import Shape, shapes_text
 
-Shape = tuple[int, ...]
 DEFAULT_OUT_DIR = Path("attn_export_out")
+# The torch.onnx exporters; "auto" tries TorchScript, then dynamo (see onnx_export).
 EXPORTERS = ("auto", "torchscript", "dynamo")
-DEFAULT_VERIFY_DRAWS = 4
+DEFAULT_EXPORTER = "auto"
+DEFAULT_SEED = 0  # of the random inputs and the initial weights
+# Opsets (the reasons are in onnx_export's docstring): 17 is the first with a one-node
+# LayerNormalization; 9 is TensorRT's documented floor, 20 the TorchScript exporter's ceiling.
+# Here, not in onnx_export, so that the command line reads them without importing torch.
+DEFAULT_OPSET = 17
+MIN_OPSET = 9
+MAX_OPSET = 20
+DEFAULT_VERIFY_DRAWS = len(FRESH_KINDS)  # one fresh draw of each kind
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -33,10 +41,10 @@ class ExportOptions:
     rtol: float | None = None
     trt: bool = False
     fp16: bool = False
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     threads: int | None = None
     nhwc: bool = False
-    exporter: str = "auto"
+    exporter: str = DEFAULT_EXPORTER
     name: str | None = None  # artifact base name (default: registry name or the model's class)
     inputs: Sequence[Path] = ()  # .npz files with the user's own inputs: verified, and drive --fp16
     verify_draws: int = DEFAULT_VERIFY_DRAWS  # fresh random draws at the export shapes
@@ -44,9 +52,7 @@ class ExportOptions:
     min_shapes: Sequence[Shape] = ()
     opt_shapes: Sequence[Shape] = ()
     max_shapes: Sequence[Shape] = ()
-    fp16_scales: Sequence[float] | None = (
-        None  # input scales of the fp16 check (default 1, 10, 100)
-    )
+    fp16_scales: Sequence[float] | None = None  # input scales of the fp16 check (default 1,10,100)
 
 
 def validate_options(options: ExportOptions) -> None:
@@ -103,7 +109,8 @@ def check_output_file(path: Path, flag: str, suffix: str | None = None) -> None:
     """Before a long run: a file option must name a file that can be written."""
     if suffix and path.suffix.lower() != suffix:
         raise UsageError(
-            f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix} (got {str(path)!r})"
+            f"{flag} writes {suffix[1:].upper()}; give a file name ending in {suffix}"
+            f" (got {str(path)!r})"
         )
     if path.is_dir():
         raise UsageError(f"{flag} {str(path)!r} is a folder, not a file")
@@ -120,13 +127,15 @@ INPUT_MEMORY_FRACTION = 0.25
 
 
 def check_input_memory(shapes: Sequence[Shape]) -> None:
-    needed = sum(4 * int(np.prod(shape, dtype=np.float64)) for shape in shapes)  # float32
+    float32_bytes = np.dtype(np.float32).itemsize
+    needed = sum(float32_bytes * int(np.prod(shape, dtype=np.float64)) for shape in shapes)
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows): let allocation decide
         return
     if needed > INPUT_MEMORY_FRACTION * physical:
         raise UsageError(
-            f"inputs {shapes_text(shapes)} take {needed / 2**30:.1f} GiB as float32, more than a quarter of this "
-            f"machine's {physical / 2**30:.0f} GiB of memory; give a smaller --shape"
+            f"inputs {shapes_text(shapes)} take {needed / 2**30:.1f} GiB as float32, more than"
+            f" a quarter of this machine's {physical / 2**30:.0f} GiB of memory;"
+            " give a smaller --shape"
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import UsageError
 
+Shape = tuple[int, ...]  # an input's dimensions, as --shape gives them
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_DIM = 1 << 20  # a sanity bound; no attention block takes a million-wide axis
 # JSON spellings that Python's literal syntax lacks.
@@ -25,7 +26,14 @@ def shapes_text(shapes: Sequence[Sequence[int]]) -> str:
     return " ".join(shape_text(s) for s in shapes)
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
+def dims_text(dims: Sequence[int | str | None]) -> str:
+    """Dims for a message, as Python writes a tuple: ``(1, 64, 7, 7)``, ``(batch, 4)``,
+    ``(?, 4)`` for an unknown dim, ``(5,)`` for rank 1."""
+    body = ", ".join("?" if d is None else str(d) for d in dims)
+    return f"({body},)" if len(dims) == 1 else f"({body})"
+
+
+def parse_shape(text: str) -> Shape:
     """``"1,512,7,7"`` (also ``1x512x7x7`` or ``[1, 512, 7, 7]``) -> ``(1, 512, 7, 7)``."""
     body = text.strip().strip("[]()")
     parts = [p.strip() for p in re.split(r"[,x×]", body)] if body else []
@@ -51,6 +59,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
 # The axes --dynamic may name (the registry's DYNAMIC_AXES; repeated here so that parsing
 # a command line imports neither torch nor the zoo).
 AXES = ("batch", "height", "width", "tokens")
+# The bounds of a dynamic profile (--min-shape, --opt-shape, --max-shape), in order.
+PROFILE_BOUNDS = ("min", "opt", "max")
 
 
 def parse_axes(text: str) -> tuple[str, ...]:

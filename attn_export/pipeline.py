@@ -14,6 +14,7 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,16 @@ from torch import nn
 
 from . import tolerances
 from .atomic import TempFiles, folder_lock
-from .backends import OnnxRuntimeBackend, TorchBackend
+from .backends import Backend, OnnxRuntimeBackend, TorchBackend
 from .compare import BackendCheck, compare, raise_on_failures
 from .draws import (
     FP16_CHECK_SEED_OFFSETS,
     FP16_TUNING_SEED_OFFSETS,
     DrawSet,
     InputDraw,
+    corner_seed,
     export_draw,
+    fp16_corner_seed,
     fresh_draws,
     load_user_inputs,
     normal_draws,
@@ -40,8 +43,9 @@ from .dynamic import InputProfile, axis_maps, check_axes_allowed, profile_points
 from .errors import EnvironmentMissingError, UsageError, VerificationError, first_line
 from .layout import ChannelsLastAdapter, check_nhwc_shapes
 from .manifest import artifact_name, build_manifest, manifest_bytes
-from .onnx_export import DEFAULT_OPSET, ExportedGraph, export_to_onnx, input_names_for
+from .onnx_export import ExportedGraph, export_to_onnx, input_names_for
 from .options import (
+    DEFAULT_OPSET,
     DEFAULT_OUT_DIR,
     ExportOptions,
     check_input_memory,
@@ -93,9 +97,8 @@ class BuiltModel:
     shapes: list[Shape]  # the export shapes (opt of a dynamic profile)
     profiles: list[InputProfile] = field(default_factory=list)
     user_draws: list[InputDraw] = field(default_factory=list)
-    redrawn: list[str] = field(
-        default_factory=list
-    )  # zero-initialised parameters given random values
+    # zero-initialised parameters given random values
+    redrawn: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,6 +111,16 @@ class ReferenceRun:
     @property
     def output_names(self) -> list[str]:
         return [leaf.name for leaf in self.leaves]
+
+
+@dataclass
+class Fp32Stage:
+    graph: ExportedGraph
+    onnx_bytes: bytes  # the graph as written (deterministic serialisation)
+    trt_verdict: dict[str, Any]  # the TensorRT parser prediction (static_checks)
+    tolerance: tolerances.Tolerance
+    checks: list[BackendCheck]  # ONNX Runtime against PyTorch, one per verification draw
+    backend: OnnxRuntimeBackend  # the session that ran them
 
 
 @dataclass
@@ -202,9 +215,7 @@ def _shapes(
     target: Target, options: ExportOptions, module: nn.Module, user_draws: list[InputDraw]
 ) -> list[Shape]:
     if not options.shapes and user_draws and target.default_shapes is None:
-        return [
-            tuple(a.shape) for a in user_draws[0].arrays
-        ]  # a user's model: shapes from its inputs
+        return [tuple(a.shape) for a in user_draws[0].arrays]  # a user's model: from its inputs
     return resolve_shapes(target, options.shapes, module, nhwc=options.nhwc)
 
 
@@ -238,9 +249,10 @@ def _check_user_draw_shapes(built: BuiltModel) -> None:
                     if profile
                     else shape_text(shape)
                 )
+                hint = "" if profile else " (see --shape, or --dynamic for other sizes)"
                 raise UsageError(
-                    f"--inputs {draw.label}: {name} has shape {shape_text(array.shape)}, the graph takes {allowed}"
-                    + ("" if profile else " (see --shape, or --dynamic for other sizes)")
+                    f"--inputs {draw.label}: {name} has shape {shape_text(array.shape)},"
+                    f" the graph takes {allowed}{hint}"
                 )
 
 
@@ -253,7 +265,8 @@ def _fits(shape: Sequence[int], export_shape: Shape, profile: InputProfile | Non
 
 
 def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
-    """Stage 2: PyTorch on every draw, on a copy, so that the exporter traces an untouched model."""
+    """Stage 2: PyTorch on every draw, on a copy, so that the exporter traces an untouched
+    model."""
     pristine = _copy_of(built.module)
     draws = DrawSet(export_draw(built.shapes, options.seed), _verify_draws(built, options))
     outputs: dict[str, list[np.ndarray]] = {}
@@ -270,9 +283,7 @@ def reference(built: BuiltModel, options: ExportOptions) -> ReferenceRun:
 def _copy_of(module: nn.Module) -> nn.Module:
     try:
         return copy.deepcopy(module)
-    except (
-        Exception
-    ) as error:  # a model holding something uncopyable: say so rather than trace a used one
+    except Exception as error:  # something uncopyable: say so rather than trace a used model
         raise UsageError(
             f"cannot copy the model before its reference run ({first_line(error)})"
         ) from None
@@ -284,9 +295,8 @@ def _verify_draws(built: BuiltModel, options: ExportOptions) -> list[InputDraw]:
         points = profile_points(built.profiles, built.shapes, built.input_names, _multiple(built))
         for index, (label, shapes) in enumerate(points):
             if label != "opt":
-                draws += fresh_draws(
-                    shapes, options.seed + 100 * (index + 1), count=1, point=label, first_kind=index
-                )
+                seed = corner_seed(options.seed, index)
+                draws += fresh_draws(shapes, seed, count=1, point=label, first_kind=index)
     return draws + built.user_draws
 
 
@@ -298,9 +308,8 @@ def _multiple(built: BuiltModel) -> int:
 def _torch_forward(module: nn.Module, draw: InputDraw, built: BuiltModel) -> Any:
     args = [torch.from_numpy(np.ascontiguousarray(a)) for a in draw.arrays]
     try:
-        with (
-            torch.no_grad()
-        ):  # not inference_mode: tensors a model caches must stay usable by the tracer
+        # not inference_mode: tensors a model caches must stay usable by the tracer
+        with torch.no_grad():
             return module(*args)
     except MemoryError:
         raise
@@ -341,7 +350,8 @@ def _record_export_shapes(graph: ExportedGraph, built: BuiltModel) -> None:
 def static_checks(
     model: onnx.ModelProto, file_name: str, required: bool, report: Reporter
 ) -> dict[str, Any]:
-    """Stage 4: TensorRT parser prediction and dynamic-shape hazards: fatal under --trt, else a warning.
+    """Stage 4: TensorRT parser prediction and dynamic-shape hazards: fatal under --trt, else a
+    warning.
 
     (Without --trt the verification at the profile's corners is the judge of a dynamic graph.)
     """
@@ -350,15 +360,17 @@ def static_checks(
     verdict = check_model(model).to_dict()
     errors = [f for f in verdict["findings"] if f["severity"] == "error"]
     if errors:
-        first = min(
-            errors, key=lambda f: f["rule"] not in DYNAMIC_RULES
-        )  # a baked size says the most
+        # a size baked into the graph says the most
+        first = min(errors, key=lambda f: f["rule"] not in DYNAMIC_RULES)
         problem = (
             "runs only at its export sizes"
             if first["rule"] in DYNAMIC_RULES
             else "would be rejected by TensorRT's parser"
         )
-        text = f"{file_name} {problem}: {first['op_type']} {first.get('node') or ''} ({first['rule']}): {first['message']}"
+        text = (
+            f"{file_name} {problem}: {first['op_type']} {first.get('node') or ''}"
+            f" ({first['rule']}): {first['message']}"
+        )
         if required:
             raise VerificationError(text)
         report(f"  warning: {text}")
@@ -371,28 +383,64 @@ def verify(
     ref: ReferenceRun,
     tolerance: tolerances.Tolerance,
     threads: int | None,
-) -> tuple:
-    """Stage 5: ONNX Runtime against PyTorch on every verification draw (never the export draw)."""
+) -> tuple[list[BackendCheck], OnnxRuntimeBackend]:
+    """Stage 5: ONNX Runtime against PyTorch on every verification draw (never the export
+    draw)."""
     backend = OnnxRuntimeBackend(onnx_bytes, threads=threads)
-    checks = []
-    for draw in ref.draws.verify:
+
+    def run(draw: InputDraw) -> list[np.ndarray]:
         try:
-            actual = backend.run(draw.feeds(built.input_names))
+            return backend.run(draw.feeds(built.input_names))
         except Exception as error:  # e.g. a baked size that breaks at another batch
             raise VerificationError(
                 f"onnxruntime cannot run the graph on {draw.label}: {first_line(error)}"
             ) from None
-        checks.append(
-            compare(
-                backend.name,
-                ref.outputs[draw.label],
-                actual,
-                tolerance,
-                ref.output_names,
-                draw.label,
-            )
-        )
-    return checks, backend
+
+    return _compare_on_verify_draws(backend.name, run, ref, tolerance), backend
+
+
+def _compare_on_verify_draws(
+    backend: str,
+    run: Callable[[InputDraw], Sequence[np.ndarray]],
+    ref: ReferenceRun,
+    tolerance: tolerances.Tolerance,
+) -> list[BackendCheck]:
+    """One check per verification draw: ``run``'s outputs against PyTorch's, draw by draw."""
+    return [
+        compare(backend, ref.outputs[d.label], run(d), tolerance, ref.output_names, d.label)
+        for d in ref.draws.verify
+    ]
+
+
+def fp32_stage(
+    built: BuiltModel, ref: ReferenceRun, options: ExportOptions, timer: Timer
+) -> Fp32Stage:
+    """Stages 3 to 5, timed: export, static checks, verification. Raises unless the graph
+    verifies: an unverified graph is never written."""
+    started = time.perf_counter()
+    graph = export_graph(built, ref, options)
+    timer.step("export", started, _export_text(graph))
+    for line in graph.warnings:
+        timer.report(f"  warning: {line}")
+    onnx_bytes = graph.model.SerializeToString(deterministic=True)
+
+    started = time.perf_counter()
+    trt_verdict = static_checks(graph.model, f"{built.name}.onnx", options.trt, timer.report)
+    timer.step("trt-check", started, _verdict_text(trt_verdict))
+
+    started = time.perf_counter()
+    tolerance = _fp32_tolerance(built, options)
+    checks, backend = verify(onnx_bytes, built, ref, tolerance, options.threads)
+    timer.step("onnxruntime", started, _checks_text(checks))
+    raise_on_failures(checks)
+    return Fp32Stage(graph, onnx_bytes, trt_verdict, tolerance, checks, backend)
+
+
+# The fp16 storage simulation holds every intermediate tensor of the graph: profile corners
+# whose inputs are this much larger than the export inputs are verified in fp32 only.
+FP16_CORNER_MAX_GROWTH = 4
+# The user's inputs are real data: the fp16 check takes them at their own scale.
+USER_INPUT_FP16_SCALES = (1.0,)
 
 
 @dataclass
@@ -419,7 +467,7 @@ def fp16_draws(built: BuiltModel, ref: ReferenceRun, options: ExportOptions) -> 
         if sum(a.size for a in corner.arrays) > FP16_CORNER_MAX_GROWTH * export_elements:
             skipped.append(corner.point)
             continue
-        seed = options.seed + FP16_CHECK_SEED_OFFSETS[-1] + 100 + index
+        seed = fp16_corner_seed(options.seed, index)
         checks += normal_draws(
             [a.shape for a in corner.arrays], [seed], "fp16 check", point=corner.point
         )
@@ -431,37 +479,38 @@ def fp16_stage(
     built: BuiltModel,
     ref: ReferenceRun,
     options: ExportOptions,
-    report: Reporter,
+    timer: Timer,
 ) -> Fp16Stage:
-    """Stage 6: the fp16 graph, tuned on some draws and judged on others."""
-    from .fp16 import Draw, convert_to_fp16
+    """Stage 6, timed: the fp16 graph, tuned on some draws and judged on others."""
+    from .fp16 import DEFAULT_SCALES, Draw, convert_to_fp16
 
     def as_fp16_draws(draws: Sequence[InputDraw]) -> list[Draw]:
         return [Draw(d.label, d.feeds(built.input_names)) for d in draws]
 
+    started = time.perf_counter()
     draws = fp16_draws(built, ref, options)
-    skipped = draws.corners_skipped
-    scales = options.fp16_scales or ((1.0,) if draws.has_user_inputs else None)
-    kwargs = {"scales": tuple(scales)} if scales else {}
+    default_scales = USER_INPUT_FP16_SCALES if draws.has_user_inputs else DEFAULT_SCALES
     result = convert_to_fp16(
-        graph.model, as_fp16_draws(draws.tuning), as_fp16_draws(draws.checks), **kwargs
+        graph.model,
+        as_fp16_draws(draws.tuning),
+        as_fp16_draws(draws.checks),
+        scales=tuple(options.fp16_scales or default_scales),
     )
     section = result.to_dict()
-    if skipped:
+    if draws.corners_skipped:
         section["corners_checked_in_fp32_only"] = {
-            "points": skipped,
-            "why": f"inputs over {FP16_CORNER_MAX_GROWTH}x the export inputs: the storage simulation keeps every"
-            " intermediate tensor (mobilevit at its max corner took over 19 GB)",
+            "points": draws.corners_skipped,
+            "why": f"inputs over {FP16_CORNER_MAX_GROWTH}x the export inputs: the storage"
+            " simulation keeps every intermediate tensor (mobilevit at its max corner took"
+            " over 19 GB)",
         }
     section["trt_parser_check"] = static_checks(
-        result.model, f"{built.name}.fp16.onnx", options.trt, report
+        result.model, f"{built.name}.fp16.onnx", options.trt, timer.report
     )
-    return Fp16Stage(section, result.model.SerializeToString(deterministic=True))
-
-
-# The fp16 storage simulation holds every intermediate tensor of the graph: profile corners
-# whose inputs are this much larger than the export inputs are verified in fp32 only.
-FP16_CORNER_MAX_GROWTH = 4
+    stage = Fp16Stage(section, result.model.SerializeToString(deterministic=True))
+    reason = stage.section.get("reason", "")
+    timer.step("fp16", started, "passed" if stage.passed else f"FAILED: {reason}")
+    return stage
 
 
 def engine_stage(
@@ -472,59 +521,50 @@ def engine_stage(
     options: ExportOptions,
     timer: Timer,
 ) -> EngineStage:
-    """Stage 7: TensorRT engines built from the graphs' bytes, checked on every verification draw."""
+    """Stage 7: TensorRT engines built from the graphs' bytes, checked on every verification
+    draw."""
     from .backends import tensorrt as trt_backend
 
     reason = trt_backend.tensorrt_unavailable_reason()
     if reason is not None:
         return EngineStage({"status": "not run", "reason": reason}, [], {}, missing=reason)
-    profile = {p.name: (p.min, p.opt, p.max) for p in built.profiles} or None
     builds = [("fp32", onnx_bytes, f"{built.name}.engine", tolerances.TENSORRT_FP32)]
     if fp16 is not None:
         builds.append(("fp16", fp16.model_bytes, f"{built.name}.fp16.engine", tolerances.FP16))
-    cache_dir = Path(options.out_dir) / ".engine-cache"
-    section: dict[str, Any] = {"status": "run", "engines": []}
-    checks: list[BackendCheck] = []
-    engines: dict[str, bytes] = {}
+    stage = EngineStage({"status": "run", "engines": []}, [], {})
     for precision, graph_bytes, file_name, tolerance in builds:
         started = time.perf_counter()
         engine, info = trt_backend.build_engine(
             graph_bytes,
             precision=precision,
-            profile=profile,
+            profile={p.name: (p.min, p.opt, p.max) for p in built.profiles} or None,
             timing_cache=Path(options.out_dir) / "trt.timing.cache",
-            cache_dir=cache_dir,
+            cache_dir=Path(options.out_dir) / ".engine-cache",
         )
         backend = trt_backend.TensorRTBackend(engine, precision=precision)
         try:
-            ours = [
-                compare(
-                    backend.name,
-                    ref.outputs[d.label],
-                    backend.run(d.feeds(built.input_names)),
-                    tolerance,
-                    ref.output_names,
-                    d.label,
-                )
-                for d in ref.draws.verify
-            ]
+            ours = _compare_on_verify_draws(
+                backend.name, partial(_run_backend, backend, built), ref, tolerance
+            )
         finally:
             backend.close()  # free GPU memory before the next build
         passed = all(c.passed for c in ours)
-        checks += ours
-        section["engines"].append({**info.to_dict(), "file": file_name, "passed": passed})
+        stage.checks += ours
+        stage.section["engines"].append({**info.to_dict(), "file": file_name, "passed": passed})
         if passed:
-            engines[file_name] = engine
-        timer.step(
-            f"trt-{precision}",
-            started,
-            _checks_text(ours) + (" (engine cache hit)" if info.cache_hit else ""),
-        )
-    return EngineStage(section, checks, engines)
+            stage.engines[file_name] = engine
+        cache_note = " (engine cache hit)" if info.cache_hit else ""
+        timer.step(f"trt-{precision}", started, _checks_text(ours) + cache_note)
+    return stage
+
+
+def _run_backend(backend: Backend, built: BuiltModel, draw: InputDraw) -> list[np.ndarray]:
+    return backend.run(draw.feeds(built.input_names))
 
 
 def write_artifacts(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Stage 8: every file under a temporary name first, then renamed together under a folder lock."""
+    """Stage 8: every file under a temporary name first, then renamed together under a folder
+    lock."""
     with TempFiles() as temps:
         staged = [
             (temps.write_bytes(out_dir / name, data), out_dir / name)
@@ -553,63 +593,15 @@ def run_export(
     out_dir = Path(options.out_dir)
     prepare_out_dir(out_dir)
     ref = reference(built, options)
-    timer.step(
-        "torch",
-        started,
-        f"{len(ref.draws.all)} draws, {len(ref.leaves)} output(s): {_outputs_text(ref)}",
+    timer.step("torch", started, _reference_text(ref))
+    fp32 = fp32_stage(built, ref, options, timer)
+    fp16 = fp16_stage(fp32.graph, built, ref, options, timer) if options.fp16 else None
+    engines = (
+        engine_stage(fp32.onnx_bytes, fp16, built, ref, options, timer) if options.trt else None
     )
-
-    started = time.perf_counter()
-    graph = export_graph(built, ref, options)
-    timer.step("export", started, _export_text(graph))
-    for line in graph.warnings:
-        report(f"  warning: {line}")
-    onnx_bytes = graph.model.SerializeToString(deterministic=True)
-
-    started = time.perf_counter()
-    trt_verdict = static_checks(graph.model, f"{built.name}.onnx", options.trt, report)
-    timer.step("trt-check", started, _verdict_text(trt_verdict))
-
-    started = time.perf_counter()
-    tolerance = _fp32_tolerance(built, options)
-    checks, ort_backend = verify(onnx_bytes, built, ref, tolerance, options.threads)
-    timer.step("onnxruntime", started, _checks_text(checks))
-    raise_on_failures(checks)  # an unverified graph is never written
-
-    fp16 = None
-    if options.fp16:
-        started = time.perf_counter()
-        fp16 = fp16_stage(graph, built, ref, options, report)
-        timer.step(
-            "fp16",
-            started,
-            "passed" if fp16.passed else f"FAILED: {fp16.section.get('reason', '')}",
-        )
-
-    engines = None
-    if options.trt:
-        engines = engine_stage(onnx_bytes, fp16, built, ref, options, timer)
-
-    manifest = build_manifest(
-        built,
-        ref,
-        graph,
-        onnx_bytes,
-        options,
-        trt_verdict,
-        checks,
-        fp16,
-        engines,
-        tolerance,
-        timer.seconds,
-    )
-    files = {f"{built.name}.onnx": onnx_bytes}
-    if fp16 is not None and fp16.passed:
-        files[f"{built.name}.fp16.onnx"] = fp16.model_bytes
-    files.update(engines.engines if engines else {})
-    files[f"{built.name}.json"] = manifest_bytes(manifest)
+    manifest = build_manifest(built, ref, fp32, options, fp16, engines, timer.seconds)
+    files = _artifacts(built.name, fp32.onnx_bytes, fp16, engines, manifest)
     write_artifacts(out_dir, files)
-
     result = ExportResult(
         built.name,
         out_dir / f"{built.name}.onnx",
@@ -617,10 +609,9 @@ def run_export(
         manifest,
         written=[out_dir / name for name in files],
         runners={
-            "onnxruntime": ort_backend,
+            "onnxruntime": fp32.backend,
             "torch": TorchBackend(built.module, built.input_names),
             "feeds": ref.draws.export.feeds(built.input_names),
-            "reference": ref,
             "built": built,
         },
     )
@@ -628,17 +619,35 @@ def run_export(
     return result
 
 
+def _artifacts(
+    name: str,
+    onnx_bytes: bytes,
+    fp16: Fp16Stage | None,
+    engines: EngineStage | None,
+    manifest: dict[str, Any],
+) -> dict[str, bytes]:
+    """File name -> bytes: the verified graphs and engines, then the manifest."""
+    files = {f"{name}.onnx": onnx_bytes}
+    if fp16 is not None and fp16.passed:
+        files[f"{name}.fp16.onnx"] = fp16.model_bytes
+    files.update(engines.engines if engines else {})
+    files[f"{name}.json"] = manifest_bytes(manifest)
+    return files
+
+
 def _raise_if_failed(
     result: ExportResult, fp16: Fp16Stage | None, engines: EngineStage | None
 ) -> None:
     if fp16 is not None and not fp16.passed:
         raise VerificationError(
-            f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')}); wrote the verified"
-            f" fp32 graph and the manifest: {', '.join(map(str, result.written))}"
+            f"{result.name}: the fp16 graph fails its check ({fp16.section.get('reason', '')});"
+            f" wrote the verified fp32 graph and the manifest:"
+            f" {', '.join(map(str, result.written))}"
         )
     if engines is not None and engines.missing:
         raise EnvironmentMissingError(
-            f"no TensorRT engine built: {engines.missing}; the verified ONNX is in {result.onnx_path}"
+            f"no TensorRT engine built: {engines.missing};"
+            f" the verified ONNX is in {result.onnx_path}"
         )
     if engines is not None:
         raise_on_failures(engines.checks)
@@ -650,13 +659,17 @@ def _fp32_tolerance(built: BuiltModel, options: ExportOptions) -> tolerances.Tol
     return tolerances.fp32_tolerance(atol, rtol)
 
 
-def _outputs_text(ref: ReferenceRun) -> str:
-    shapes = ref.outputs[ref.draws.export.label]
-    return ", ".join(f"{leaf.name} {tuple(a.shape)}" for leaf, a in zip(ref.leaves, shapes))
+def _reference_text(ref: ReferenceRun) -> str:
+    arrays = ref.outputs[ref.draws.export.label]
+    outputs = ", ".join(f"{leaf.name} {tuple(a.shape)}" for leaf, a in zip(ref.leaves, arrays))
+    return f"{len(ref.draws.all)} draws, {len(ref.leaves)} output(s): {outputs}"
 
 
 def _export_text(graph: ExportedGraph) -> str:
-    text = f"{graph.exporter}, opset {graph.opset}, {graph.nodes_exported} -> {graph.nodes_simplified} nodes (onnxsim)"
+    text = (
+        f"{graph.exporter}, opset {graph.opset},"
+        f" {graph.nodes_exported} -> {graph.nodes_simplified} nodes (onnxsim)"
+    )
     return text + (f"; {graph.fallback}" if graph.fallback else "")
 
 
@@ -674,4 +687,7 @@ def _checks_text(checks: Sequence[BackendCheck]) -> str:
     verdict = "ok" if not failed else f"MISMATCH on {len(failed)}/{len(checks)} draws"
     worst_abs = max((c.max_abs_err for c in checks), default=float("nan"))
     worst_nrmse = max((c.worst_nrmse for c in checks), default=float("nan"))
-    return f"{verdict}: {len(checks)} unseen draws, max abs {worst_abs:.3g}, worst nrmse {worst_nrmse:.3g}"
+    return (
+        f"{verdict}: {len(checks)} unseen draws, max abs {worst_abs:.3g},"
+        f" worst nrmse {worst_nrmse:.3g}"
+    )

@@ -1,4 +1,4 @@
-"""``attn-export all``: export and verify the whole zoo and write report.json, report.md, report.png.
+"""``attn-export all``: export and verify the whole zoo; write report.json, .md and .png.
 
 One row per module and backend/precision. Cells that need hardware this host lacks say so
 ("not run: no GPU") instead of disappearing, so a CPU report and a GPU report line up.
@@ -8,17 +8,40 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import modules
 from .atomic import atomic_write
-from .bench import save_figure, time_side_by_side, with_progress
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, AttnExportError
 from .pipeline import ExportOptions, run_export
+from .timing import time_side_by_side
+from .ui import save_figure, with_progress
 
 BACKENDS = ("torch", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16")
+# The report's latency is a side note to the verification of the whole zoo: two rounds keep
+# `all` quick (`attn-export bench` times with more).
+LATENCY_ROUNDS = 2
+ERROR_CHARS = 120  # of a failure's message in its report.md cell; report.json keeps it whole
+MARKDOWN_COLUMNS = (
+    "module",
+    "backend",
+    "dynamic",
+    "status",
+    "draws",
+    "max abs err",
+    "worst nrmse",
+    "latency ms",
+    "vs torch",
+    "nodes (exported -> simplified)",
+    "note",
+)
+# report.png: one row of cells per module, in inches
+FIGURE_WIDTH = 8
+ROW_HEIGHT = 0.25
+FIGURE_MARGIN = 1.5  # title and backend labels
+DPI = 100
 
 
 def _gpu_note(trt: bool) -> dict[str, str]:
@@ -50,17 +73,9 @@ def _rows_for(
         "torch": lambda: runners["torch"].run(runners["feeds"]),
         "onnxruntime-cpu": lambda: runners["onnxruntime"].run(runners["feeds"]),
     }
-    latency = time_side_by_side(functions, rounds=2)
+    latency = time_side_by_side(functions, rounds=LATENCY_ROUNDS)
     nodes = f"{manifest['onnx']['nodes_exported']} -> {manifest['onnx']['nodes_simplified']}"
-    dynamic = ", ".join(
-        sorted(
-            {
-                s
-                for i in manifest["inputs"]
-                for s in i.get("dynamic", {}).get("dynamic_axes", {}).values()
-            }
-        )
-    )
+    dynamic = _dynamic_axes(manifest)
     rows = [
         {
             "module": name,
@@ -94,7 +109,17 @@ def _rows_for(
     return rows
 
 
-def _worst(values) -> float | None:
+def _dynamic_axes(manifest: dict[str, Any]) -> str:
+    """The inputs' dynamic axis names, sorted and joined ("" for a static graph)."""
+    axes = {
+        axis
+        for i in manifest["inputs"]
+        for axis in i.get("dynamic", {}).get("dynamic_axes", {}).values()
+    }
+    return ", ".join(sorted(axes))
+
+
+def _worst(values: Iterable[float | None]) -> float | None:
     finite = [v for v in values if v is not None]
     return max(finite) if finite else None
 
@@ -103,7 +128,10 @@ def _fp16_note(fp16: dict[str, Any]) -> str:
     """What the CPU learned of the fp16 graph TensorRT would build (--fp16)."""
     verdict = "passed" if fp16.get("passed") else f"FAILED ({fp16.get('reason', '')})"
     kept = len(fp16.get("fp32_nodes", []))
-    return f"fp16 graph checked on CPU (float16 storage simulated): {verdict}, {kept} node(s) kept in fp32"
+    return (
+        f"fp16 graph checked on CPU (float16 storage simulated): {verdict},"
+        f" {kept} node(s) kept in fp32"
+    )
 
 
 def run_all(
@@ -111,11 +139,12 @@ def run_all(
     trt: bool = False,
     fp16: bool = False,
     pattern: str = "*",
-    report=print,
+    report: Callable[[str], None] = print,
     progress: bool = True,
     dynamic: Sequence[str] = (),
 ) -> int:
-    """Every module matching ``pattern``; with ``dynamic``, each with the requested axes its math allows."""
+    """Every module matching ``pattern``; with ``dynamic``, each with the requested axes its
+    math allows."""
     names = modules.list_modules(pattern)
     gpu_notes = _gpu_note(trt)
     rows: list[dict[str, Any]] = []
@@ -152,7 +181,8 @@ def run_all(
     }
     written = _write_reports(out_dir, rows, summary)
     report(
-        f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s; wrote {', '.join(str(p) for p in written)}"
+        f"{summary['passed']} passed, {len(failures)} failed in {seconds:.0f} s;"
+        f" wrote {', '.join(str(p) for p in written)}"
     )
     if not failures:
         return EXIT_OK
@@ -166,7 +196,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def _write_reports(
     out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]
 ) -> list[Path]:
-    """Writes report.json and report.md, and report.png where matplotlib is installed; returns what it wrote."""
+    """Writes report.json and report.md, and report.png where matplotlib is installed; returns
+    what it wrote."""
     atomic_write(
         out_dir / "report.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n"
     )
@@ -175,21 +206,37 @@ def _write_reports(
         "",
         f"{summary['passed']}/{summary['modules']} modules passed in {summary['seconds']} s.",
         "",
-        "| module | backend | dynamic | status | draws | max abs err | worst nrmse | latency ms | vs torch | nodes (exported -> simplified) | note |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        _markdown_row(MARKDOWN_COLUMNS),
+        _markdown_row(["---"] * len(MARKDOWN_COLUMNS)),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['module']} | {r['backend']} | {r.get('dynamic', '')} | {r['status']}{': ' + r['error'][:120] if r.get('error') else ''} |"
-            f" {r.get('draws', '')} | {_fmt(r.get('max_abs_err'), '.2e')} | "
-            f"{_fmt(r.get('worst_nrmse'), '.2e')} | {_fmt(r.get('latency_ms'), '.3f')} | "
-            f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | {r.get('nodes', '')} | {r.get('note', '')} |"
-        )
+    lines.extend(_markdown_row(_markdown_cells(r)) for r in rows)
     atomic_write(out_dir / "report.md", "\n".join(lines) + "\n")
     written = [out_dir / "report.json", out_dir / "report.md"]
     if _plot(out_dir / "report.png", rows):
         written.append(out_dir / "report.png")
     return written
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _markdown_cells(row: dict[str, Any]) -> list[str]:
+    error = f": {row['error'][:ERROR_CHARS]}" if row.get("error") else ""
+    speedup = row.get("speedup_vs_torch")
+    return [
+        row["module"],
+        row["backend"],
+        row.get("dynamic", ""),
+        f"{row['status']}{error}",
+        str(row.get("draws", "")),
+        _fmt(row.get("max_abs_err"), ".2e"),
+        _fmt(row.get("worst_nrmse"), ".2e"),
+        _fmt(row.get("latency_ms"), ".3f"),
+        f"{_fmt(speedup, '.2f')}{'x' if speedup else ''}",
+        row.get("nodes", ""),
+        row.get("note", ""),
+    ]
 
 
 def _plot(path: Path, rows: list[dict[str, Any]]) -> bool:
@@ -215,12 +262,12 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> bool:
             for n in names
         ]
     )
-    fig, ax = plt.subplots(figsize=(8, 0.25 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, ROW_HEIGHT * len(names) + FIGURE_MARGIN))
     colours = matplotlib.colors.ListedColormap(["tab:red", "lightgrey", "tab:green", "tab:blue"])
     ax.imshow(grid, cmap=colours, vmin=0, vmax=3, aspect="auto")
     ax.set_xticks(range(len(BACKENDS)), BACKENDS, rotation=20)
     ax.set_yticks(range(len(names)), names)
     ax.set_title("green passed, red failed, grey not run (no GPU / not requested), blue reference")
     fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    save_figure(fig, path, dpi=DPI)
     return True

@@ -17,14 +17,14 @@ a usage error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import UsageError
 
-PathKey = Union[str, int]
+PathKey = str | int  # a dict key or a sequence index
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ def flatten_outputs(value: Any) -> list[tuple[tuple[PathKey, ...], torch.Tensor]
         elif node is not None:
             where = ".".join(map(str, path)) or "the output"
             raise UsageError(
-                f"model output {where} is a {type(node).__name__}; only tensors can be graph outputs"
+                f"model output {where} is a {type(node).__name__};"
+                " only tensors can be graph outputs"
             )
 
     walk(value, ())
@@ -78,7 +79,8 @@ def output_leaves(value: Any) -> list[OutputLeaf]:
 
 
 class FlatOutputs(nn.Module):
-    """Wraps a model so that it returns its tensor leaves as one flat tuple (what exporters take)."""
+    """Wraps a model so that it returns its tensor leaves as one flat tuple (what exporters
+    take)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -14,12 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import modules
 from .errors import UsageError, first_line
-from .modules import ModuleSpec, UnknownModuleError
-from .parsing import shape_text
+from .layout import channels_last
+from .modules import ModuleSpec, UnknownModuleError, get_spec
+from .parsing import Shape, shape_text
 
-Shape = tuple[int, ...]
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -58,11 +57,11 @@ def resolve_target(name: str) -> Target:
         return _import_target(name)
     if "/" in name or "\\" in name or name.endswith((".py", ".onnx", ".pt", ".pth")):
         raise UsageError(
-            f"{name!r} looks like a file path; give a registry name (`attn-export list`) or an import path"
-            " like my_package.models:build"
+            f"{name!r} looks like a file path; give a registry name (`attn-export list`)"
+            " or an import path like my_package.models:build"
         )
     try:
-        spec = modules.get_spec(name)
+        spec = get_spec(name)
     except UnknownModuleError as error:
         raise UsageError(str(error)) from None
     return Target(
@@ -82,17 +81,16 @@ def module_target(module: nn.Module) -> Target:
     """A model the Python API was handed as an object: exported as it is (no build, no seed)."""
     if not isinstance(module, nn.Module):
         raise UsageError(
-            f"expected a registry name, an import path or a torch.nn.Module, got {type(module).__name__}"
+            "expected a registry name, an import path or a torch.nn.Module,"
+            f" got {type(module).__name__}"
         )
     return Target(name="", source="python object", factory=lambda: module)
 
 
 def _import_target(path: str) -> Target:
     module_name, _, attribute = path.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(
-            0, os.getcwd()
-        )  # like `python -m`: the user's package in the working folder
+    if os.getcwd() not in sys.path:  # like `python -m`: the user's package in the working folder
+        sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as error:
@@ -103,7 +101,8 @@ def _import_target(path: str) -> Target:
         obj = getattr(obj, part)
     if not callable(obj):
         raise UsageError(f"{path!r} is neither an nn.Module class nor a function that builds one")
-    # A class names its artifacts; a factory function (often `build`) leaves that to the class it builds.
+    # A class names its artifacts; a factory function (often `build`) leaves that to the class
+    # it builds.
     return Target(
         name=attribute.split(".")[-1] if inspect.isclass(obj) else "", source=path, factory=obj
     )
@@ -118,7 +117,8 @@ def build_module(
         unknown = sorted(set(overrides) - set(accepted))
         if unknown:
             raise UsageError(
-                f"{target.name} takes no keyword {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted) or '(none)'}"
+                f"{target.name} takes no keyword {', '.join(map(repr, unknown))};"
+                f" accepted: {', '.join(accepted) or '(none)'}"
             )
     kwargs = {**target.default_kwargs, **overrides}
     if target.source == "python object":
@@ -153,7 +153,7 @@ def resolve_shapes(
                 f"{target.name}: give the input shape with --shape, e.g. --shape 1,3,640,640"
             )
         if nhwc and all(len(s) == 4 for s in target.default_shapes):
-            return [(s[0], s[2], s[3], s[1]) for s in target.default_shapes]
+            return [channels_last(s) for s in target.default_shapes]
         return list(target.default_shapes)
     shapes = list(given)
     if len(shapes) == 1 and expected_count and expected_count > 1:
@@ -166,8 +166,8 @@ def resolve_shapes(
         for index, (shape, default) in enumerate(zip(shapes, target.default_shapes)):
             if len(shape) != len(default):
                 raise UsageError(
-                    f"{target.name} input {index} must have rank {len(default)} (like {shape_text(default)});"
-                    f" got {shape_text(shape)}"
+                    f"{target.name} input {index} must have rank {len(default)}"
+                    f" (like {shape_text(default)}); got {shape_text(shape)}"
                 )
     return shapes
 

@@ -22,12 +22,20 @@ from .errors import UsageError, first_line
 SAFETENSORS_SUFFIXES = {".safetensors"}
 # Checkpoints often wrap the state dict; accept the usual wrappers.
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+# Hash a file a mebibyte at a time, so a large checkpoint is never in memory whole.
+_HASH_BLOCK_BYTES = 1 << 20
+# Redrawn zero parameters use their own random stream, apart from the model's initial
+# weights (--seed) and from every input draw (see draws.py).
+REDRAW_SEED_OFFSET = 7919
+# A 1-D parameter (a scale or bias) has no fan-in of its own: draw it as if fan-in were 4
+# (std 0.5), large enough that the branch it gates shows in the outputs.
+ONE_D_FAN_IN = 4
 
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(_HASH_BLOCK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -38,38 +46,43 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"weights path {str(path)!r} is not a file")
     if path.suffix in SAFETENSORS_SUFFIXES:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        return _read_safetensors(path)
+    return _unwrap(_read_torch_file(path), path)
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise UsageError(
-                f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})"
-            ) from None
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UsageError(
+            f"cannot read weights {str(path)!r}: not a valid safetensors file ({first_line(error)})"
+        ) from None
+
+
+def _read_torch_file(path: Path) -> object:
+    damaged = f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict"
     try:
         with warnings.catch_warnings():  # damaged files make torch warn before it fails; we say why
             warnings.simplefilter("ignore")
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch wraps every weights-only refusal in one long message; the GLOBAL line names
         # what the file tried to import (code), anything else is a damaged file.
         globals_line = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
         if globals_line is None:
-            raise UsageError(
-                f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict"
-            ) from None
+            raise UsageError(damaged) from None
         raise UsageError(
-            f"refused weights {str(path)!r}: it holds pickled objects other than tensors, which could run code"
-            f" when loaded ({globals_line.strip()}); save a plain state_dict or a .safetensors file"
+            f"refused weights {str(path)!r}: it holds pickled objects other than tensors, which"
+            f" could run code when loaded ({globals_line.strip()}); save a plain state_dict or a"
+            " .safetensors file"
         ) from None
     except Exception as error:
         # weights_only=True runs no code, so whatever else fails is the file: damaged bytes fed
         # to the legacy unpickler surface as IndexError, KeyError, struct.error, EOFError, ...
-        raise UsageError(
-            f"cannot read weights {str(path)!r}: corrupt or truncated, or not a torch state dict ({first_line(error)})"
-        ) from None
-    return _unwrap(loaded, path)
+        raise UsageError(f"{damaged} ({first_line(error)})") from None
 
 
 def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
@@ -110,8 +123,8 @@ def load_weights(module: nn.Module, path: Path) -> None:
     ]
     if wrong:
         raise UsageError(
-            f"weights {str(path)!r} have the wrong shapes for {type(module).__name__}: {_clip(wrong)}"
-            " (file vs module; other constructor arguments? see --set)"
+            f"weights {str(path)!r} have the wrong shapes for {type(module).__name__}:"
+            f" {_clip(wrong)} (file vs module; other constructor arguments? see --set)"
         )
     module.load_state_dict(state, strict=True)
 
@@ -147,12 +160,12 @@ def redraw_zero_parameters(module: nn.Module, seed: int) -> list[str]:
     could not see it. Without trained weights, such parameters are drawn like a fresh layer's
     (std 1/sqrt(fan-in); 1-D parameters std 0.5), so every branch is exercised.
     """
-    generator = torch.Generator().manual_seed(seed + 7919)
+    generator = torch.Generator().manual_seed(seed + REDRAW_SEED_OFFSET)
     redrawn = []
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             if parameter.is_floating_point() and parameter.numel() > 0 and not parameter.any():
-                fan_in = parameter[0].numel() if parameter.dim() > 1 else 4
+                fan_in = parameter[0].numel() if parameter.dim() > 1 else ONE_D_FAN_IN
                 std = fan_in**-0.5
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
                 redrawn.append(name)

@@ -1,9 +1,12 @@
 """Pieces shared by the sequence attentions of External-Attention-pytorch.
 
+``SequenceAttention`` is the reference's 5-argument interface, ``forward(queries, keys,
+values, attention_mask=None, attention_weights=None)``: the subclass splits its inputs into
+heads (``heads``), the heads are mixed (``mix``: by default ``attend``, the masked, weighted
+softmax attention the reference writes out in each file) and ``fc_o`` projects the result.
 ``QKVOProjections`` holds ``fc_q``, ``fc_k``, ``fc_v``, ``fc_o`` and ``dropout`` under the
 reference's names (so ``state_dict`` keys match) with the reference's initialisation
-(normal, std 0.001; zero biases). ``attend`` is the masked, weighted softmax attention the
-reference writes out in each file.
+(``init_small_linear``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,16 @@ import math
 
 import torch
 from torch import nn
+
+Heads = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def init_small_linear(*layers: nn.Linear) -> None:
+    """The reference attentions' initialisation: weights normal with std 0.001, biases 0."""
+    for layer in layers:
+        nn.init.normal_(layer.weight, std=0.001)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 def split_heads(x: torch.Tensor, h: int, d: int) -> torch.Tensor:
@@ -33,7 +46,7 @@ def attend(
     attention_mask: torch.Tensor | None = None,
     attention_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q kᵀ · scale, weighted, masked) v with q (B, h, Nq, d), k (B, h, Nk, d), v (B, h, Nk, d_v)."""
+    """softmax(q kᵀ · scale, weighted, masked) v; q (B, h, Nq, d), k and v (B, h, Nk, d)."""
     att = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, h, Nq, Nk)
     if attention_weights is not None:
         att = att * attention_weights
@@ -41,6 +54,43 @@ def attend(
         att = att.masked_fill(attention_mask, float("-inf"))
     att = dropout(torch.softmax(att, dim=-1))
     return merge_heads(torch.matmul(att, v))  # (B, Nq, h*d_v)
+
+
+class SequenceAttention(nn.Module):
+    """The reference's sequence-attention forward: ``fc_o(mix(heads(queries, keys, values)))``."""
+
+    h: int
+    d_k: int
+    d_v: int
+    scale: float
+    fc_o: nn.Linear
+    dropout: nn.Dropout
+
+    def heads(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Heads:
+        """(B, N, C) inputs -> q, k, v in heads, (B, h, N, d) each."""
+        raise NotImplementedError
+
+    def mix(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attention_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Heads -> (B, Nq, h*d_v), heads merged."""
+        return attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        attention_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q, k, v = self.heads(queries, keys, values)
+        return self.fc_o(self.mix(q, k, v, attention_mask, attention_weights))  # (B, Nq, d_model)
 
 
 class QKVOProjections(nn.Module):
@@ -55,14 +105,20 @@ class QKVOProjections(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.d_model, self.d_k, self.d_v, self.h = d_model, d_k, d_v, h
         self.scale = 1.0 / math.sqrt(d_k)
-        for fc in (self.fc_q, self.fc_k, self.fc_v, self.fc_o):
-            nn.init.normal_(fc.weight, std=0.001)
-            nn.init.zeros_(fc.bias)
+        init_small_linear(self.fc_q, self.fc_k, self.fc_v, self.fc_o)
 
     def project(
         self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q and k in heads, (B, h, N, d_k); v projected, heads not split: (B, Nk, h*d_v)."""
         q = split_heads(self.fc_q(queries), self.h, self.d_k)  # (B, h, Nq, d_k)
         k = split_heads(self.fc_k(keys), self.h, self.d_k)  # (B, h, Nk, d_k)
-        v = split_heads(self.fc_v(values), self.h, self.d_v)  # (B, h, Nk, d_v)
-        return q, k, v
+        return q, k, self.fc_v(values)
+
+
+class MultiHeadAttention(QKVOProjections, SequenceAttention):
+    """Multi-head scaled dot-product attention with q/k/v/o projections."""
+
+    def heads(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Heads:
+        q, k, v = self.project(queries, keys, values)
+        return q, k, split_heads(v, self.h, self.d_v)  # v: (B, h, Nk, d_v)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -54,8 +54,6 @@ class ModuleSpec:
     # ONNX Runtime vs PyTorch fp32 tolerances; None = the exporter's defaults (1e-4 / 1e-4).
     atol: float | None = None
     rtol: float | None = None
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     # Axes the module's math leaves free; every other axis is fixed by it (``fixed_because``
     # says why, for the usage error). Spatial sizes must be multiples of ``spatial_multiple``
     # (an int, or a function of the constructor keywords, e.g. a window count).
@@ -79,18 +77,12 @@ class ModuleSpec:
     def min_spatial_for(self, kwargs: dict[str, Any]) -> int:
         return self._resolve(self.min_spatial, kwargs)
 
-    def _resolve(
-        self, value: int | Callable[[dict[str, Any]], int], kwargs: dict[str, Any]
-    ) -> int:
+    def _resolve(self, value: int | Callable[[dict[str, Any]], int], kwargs: dict[str, Any]) -> int:
         return int(value({**self.kwargs, **kwargs}) if callable(value) else value)
 
     @property
     def class_name(self) -> str:
         return self.cls.__name__
-
-    @property
-    def num_inputs(self) -> int:
-        return len(self.shapes)
 
     def create(self, **overrides: Any) -> nn.Module:
         return self.cls(**{**self.kwargs, **overrides})
@@ -108,14 +100,12 @@ def register_module(
     url: str,
     atol: float | None = None,
     rtol: float | None = None,
-    notes: str = "",
     dynamic: Sequence[str] = ("batch",),
     fixed_because: str = "",
     spatial_multiple: int | Callable[[dict[str, Any]], int] = 1,
     min_spatial: int | Callable[[dict[str, Any]], int] = 1,
     input_axes: Sequence[AxisMap] | None = None,
     layout: str = "NCHW",
-    **extra: Any,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: ``@register_module("cbam", kwargs=..., shapes=[(1, 512, 7, 7)], ...)``.
 
@@ -137,8 +127,6 @@ def register_module(
             url=url,
             atol=atol,
             rtol=rtol,
-            notes=notes,
-            extra=dict(extra),
             dynamic=tuple(dynamic),
             fixed_because=fixed_because,
             spatial_multiple=spatial_multiple,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
+from ._layers import bias_of
 from ._registry import register_module
 
 
@@ -64,7 +65,7 @@ class DoubleAttention(nn.Module):
         b, _c, h, w = x.shape
         convs = (self.convA, self.convB, self.convV)
         weight = torch.cat([conv.weight for conv in convs])  # (c_m + 2 c_n, C, 1, 1)
-        bias = torch.cat([conv.bias for conv in convs])
+        bias = torch.cat([bias_of(conv) for conv in convs])
         proj = F.conv2d(x, weight, bias).flatten(2)  # (B, c_m + 2 c_n, HW)
         feats, maps, vecs = proj.split([self.c_m, self.c_n, self.c_n], dim=1)
         maps = torch.softmax(maps, dim=-1)  # each attention map sums to 1 over positions

@@ -31,20 +31,22 @@ What differs from the reference, and why (same outputs):
   its graph does not load).
 - q, k, v come from one 1x1 conv over the concatenated weights, and ``fc`` is a MatMul over
   the (q|k|v, head) axis, which is already contiguous in that layout.
-- ``dep_conv`` (``head_dim`` groups of ``kernel_conv**2`` inputs) is run as a depthwise conv:
-  ORT runs grouped convs with few channels per group as one small GEMM per group (~100 us
-  here), but has a fast depthwise kernel. Repeating ``fc``'s rows gives one copy of the
-  group's maps per output channel, the depthwise conv applies ``dep_conv.weight`` (with
-  ``rate2`` folded in) tap by tap, and a MatMul with a ones vector sums over the
-  ``kernel_conv**2`` inputs.
+- ``dep_conv`` (``head_dim`` groups of ``kernel_conv**2`` inputs) is run as a depthwise conv
+  (ONNX Runtime has a fast depthwise kernel, not a fast grouped one; README, "Rewrites for
+  speed"): repeating ``fc``'s rows gives one copy of the group's maps per output channel,
+  the depthwise conv applies ``dep_conv.weight`` (with ``rate2`` folded in) tap by tap, and
+  a MatMul with a ones vector sums over the ``kernel_conv**2`` inputs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layers import bias_of
 from ._registry import register_module
 
 # The builders below take the map size as ints, or as the exporter's traced sizes: a graph
@@ -92,6 +94,14 @@ def _window_index(h, w, ho, wo, kernel: int, pad: int, stride: int) -> torch.Ten
     return flat.reshape(-1)
 
 
+# The shape-only constants ``ACmix._const`` builds, by kind.
+_CONSTANTS: dict[str, Callable[..., torch.Tensor]] = {
+    "pos": position,
+    "bias": _window_bias,
+    "index": _window_index,
+}
+
+
 def init_rate_half(tensor: torch.Tensor) -> None:
     if tensor is not None:
         tensor.data.fill_(0.5)
@@ -109,8 +119,8 @@ def init_rate_half(tensor: torch.Tensor) -> None:
     ),  # reflection padding needs a larger map
 )
 class ACmix(nn.Module):
-    # Dense attention (a positions x positions bias) up to this many positions (32x32; it
-    # measured faster than gathered windows up to there), gathered windows above.
+    # Dense attention (a positions x positions bias) up to this many positions (32x32, where
+    # it stops being the faster of the two on ONNX Runtime), gathered windows above.
     dense_max_positions = 1024
 
     def __init__(
@@ -168,7 +178,7 @@ class ACmix(nn.Module):
     def _const(self, kind: str, like: torch.Tensor, *sizes) -> torch.Tensor:
         """Shape-only constants: from the traced sizes when exporting (a dynamic graph follows
         the input's size), else built once per input size."""
-        build = {"pos": position, "bias": _window_bias, "index": _window_index}[kind]
+        build = _CONSTANTS[kind]
         if torch.jit.is_tracing():
             const = build(*sizes).to(like.device)
             return const.to(like.dtype) if const.is_floating_point() else const
@@ -183,9 +193,20 @@ class ACmix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        s, hd, nh = self.stride, self.head_dim, self.head
-        ka, pad = self.kernel_att, self.padding_att
-        ho = (h + 2 * pad - ka) // s + 1  # attention windows (the reference's unfold)
+        ho, wo = self._window_counts(h, w)
+        # q | k | v in one 1x1 conv: (B, C_in, H, W) -> (B, 3C, H, W)
+        weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight], 0)
+        bias = torch.cat([bias_of(self.conv1), bias_of(self.conv2), bias_of(self.conv3)], 0)
+        qkv = F.conv2d(x, weight, bias)
+        out_att = self._attention_path(x, qkv, b, h, w, ho, wo)
+        out_conv = self._convolution_path(qkv, b, h, w)
+        return self.rate1 * out_att + out_conv
+
+    def _window_counts(self, h: int, w: int) -> tuple[int, int]:
+        """The attention windows along H and W (the reference's unfold), checked against the
+        map: one per output pixel, and the reflection padding smaller than the map."""
+        s, ka, pad = self.stride, self.kernel_att, self.padding_att
+        ho = (h + 2 * pad - ka) // s + 1
         wo = (w + 2 * pad - ka) // s + 1
         if (ho, wo) != ((h - 1) // s + 1, (w - 1) // s + 1):
             raise ValueError(
@@ -193,17 +214,18 @@ class ACmix(nn.Module):
             )
         if pad >= min(h, w):
             raise ValueError(f"reflection padding {pad} needs a map larger than {h}x{w}")
+        return ho, wo
 
-        # q | k | v in one 1x1 conv: (B, C_in, H, W) -> (B, 3C, H, W)
-        weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight], 0)
-        bias = torch.cat([self.conv1.bias, self.conv2.bias, self.conv3.bias], 0)
-        qkv = F.conv2d(x, weight, bias)
+    def _attention_path(
+        self, x: torch.Tensor, qkv: torch.Tensor, b: int, h: int, w: int, ho: int, wo: int
+    ) -> torch.Tensor:
+        """Window attention with the relative position encoding: (B, out_planes, Ho, Wo)."""
+        s, hd, nh = self.stride, self.head_dim, self.head
+        ka, pad = self.kernel_att, self.padding_att
         q, k, v = qkv.view(b, 3 * nh, hd, h * w).split(nh, 1)  # each (B, head, hd, HW)
-
-        # ---- attention path
         loc = self._const("pos", x, h, w).view(2, h * w)
         # conv_p on the grid: (hd, 2) @ (2, HW) -> (hd, HW)
-        pe = torch.matmul(self.conv_p.weight.view(hd, 2), loc) + self.conv_p.bias.view(hd, 1)
+        pe = torch.matmul(self.conv_p.weight.view(hd, 2), loc) + bias_of(self.conv_p).view(hd, 1)
         k = k - pe  # logits q . (k - pe); the q . pe_query term cancels in the softmax
         q = q * float(hd) ** -0.5
         if s > 1:
@@ -220,14 +242,18 @@ class ACmix(nn.Module):
             logits = torch.matmul(q.transpose(-1, -2).unsqueeze(-2), kw.transpose(-1, -2))
             out_att = torch.matmul(torch.softmax(logits, dim=-1), vw)  # (B, head, HoWo, 1, hd)
             out_att = out_att.view(b, nh, ho * wo, hd).transpose(-1, -2)
-        out_att = out_att.reshape(b, self.out_planes, ho, wo)
+        return out_att.reshape(b, self.out_planes, ho, wo)
 
-        # ---- convolution path: fc mixes the 3*head maps of each head channel into kc2 maps,
-        # then the grouped dep_conv. Grouped convs with few channels per group are slow in
-        # ONNX Runtime (one small GEMM per group), so dep_conv runs as a depthwise conv on
-        # copies of those maps, one per output channel of the group, summed over kc2. The
-        # copies come free from repeating fc's rows; their order (kc2, m, hd) keeps the sum
-        # on a leading axis.
+    def _convolution_path(self, qkv: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+        """``dep_conv(fc(q|k|v))`` with ``rate2`` folded in: (B, out_planes, Hc, Wc).
+
+        ``fc`` mixes the 3*head maps of each head channel into kc2 maps, then the grouped
+        ``dep_conv`` runs as a depthwise conv (fast in ONNX Runtime, unlike a grouped conv
+        with few channels per group) on one copy of those maps per output channel of the
+        group, summed over kc2. The copies come free from repeating fc's rows; their order
+        (kc2, m, hd) keeps the sum on a leading axis.
+        """
+        hd, nh = self.head_dim, self.head
         kc2 = self.kernel_conv * self.kernel_conv
         m = self.out_planes // hd  # dep_conv outputs per group
         fc = self.fc.weight.view(kc2, 1, 3 * nh).expand(kc2, m, 3 * nh).reshape(kc2 * m, 3 * nh)
@@ -243,10 +269,8 @@ class ACmix(nn.Module):
             f_rep.view(b, groups, h, w), dw_weight, None, dc.stride, dc.padding, dc.dilation, groups
         )
         hc, wc = y.shape[-2:]
-        ones = y.new_ones(1, kc2)  # the kc2 sum as a MatMul: ORT's ReduceSum here is ~5x slower
+        ones = y.new_ones(1, kc2)  # the kc2 sum as a MatMul: faster than ReduceSum in ORT
         out_conv = torch.matmul(ones, y.view(b, kc2, m * hd * hc * wc))  # (B, 1, m*hd*HcWc)
         # channels (m, hd) -> (hd, m), the reference's order
         out_conv = out_conv.view(b, m, hd, hc * wc).transpose(1, 2)
-        out_conv = out_conv.reshape(b, self.out_planes, hc, wc)
-
-        return self.rate1 * out_att + out_conv
+        return out_conv.reshape(b, self.out_planes, hc, wc)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._layers import module_as, modules_as
 from ._registry import register_module
 
 
@@ -157,7 +158,9 @@ class AxialAttention(nn.Module):
         assert x.dim() == self.total_dimensions, "input does not have the right number of dims"
         assert x.shape[self.dim_index] == self.dim, "input does not have the right embedding size"
         xcl = x.permute(*self._to_last)  # (B, ..., dim, ...) -> (B, s_1, ..., s_n, dim)
-        fns = [m.fn for m in self.axial_attentions]
+        fns = [
+            module_as(m.fn, SelfAttention) for m in modules_as(self.axial_attentions, PermuteToFrom)
+        ]
         if self.sum_axial_out:
             # Every axis reads the same input: one projection for all, one output projection.
             w_qkv = torch.cat([fn.qkv_weight() for fn in fns], 0)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layers import GlobalAvgPool
 from ._registry import register_module
 
 
@@ -38,17 +39,10 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-class _GlobalAvgPool(nn.Module):
-    """(B, C, H, W) -> (B, C, 1, 1) as a ReduceMean."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3), keepdim=True)
-
-
 class ChannelAttention(nn.Module):
     def __init__(self, channel: int, reduction: int = 16, num_layers: int = 3) -> None:
         super().__init__()
-        self.avgpool = _GlobalAvgPool()
+        self.avgpool = GlobalAvgPool()
         gate_channels = [channel] + [channel // reduction] * num_layers + [channel]
         self.ca = nn.Sequential()
         self.ca.add_module("flatten", Flatten())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +39,7 @@ from ._attention import merge_heads
 from ._registry import register_module
 from .self_attention import ScaledDotProductAttention
 
-Size = Union[int, Sequence[int]]
+Size = int | Sequence[int]
 
 
 class Conv2dStaticSamePadding(nn.Conv2d):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._layers import bias_of, module_as
 from ._registry import register_module
 
 
@@ -62,9 +63,9 @@ class CoTAttention(nn.Module):
         hidden = self.attention_embed[:3](torch.cat([k1, x], dim=1))  # (B, 2C/4, H, W)
         # Mean over the k*k maps of each channel, taken on the last conv's parameters:
         # output channel i*kk + j belongs to channel i.
-        last = self.attention_embed[3]
+        last = module_as(self.attention_embed[3], nn.Conv2d)
         weight = last.weight.reshape(c, kk, -1, 1, 1).mean(dim=1)  # -> (C, 2C/4, 1, 1)
-        bias = last.bias.reshape(c, kk).mean(dim=1)  # (C,)
+        bias = bias_of(last).reshape(c, kk).mean(dim=1)  # (C,)
         att = F.conv2d(hidden, weight, bias).reshape(b, c, h * w)  # (B, C, HW)
         k2 = torch.softmax(att, dim=-1) * v  # softmax over positions
         return k1 + k2.reshape(b, c, h, w)

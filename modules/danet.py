@@ -12,13 +12,13 @@ and ``state_dict`` keys):
 
 - ``DAModule`` passes ``d_model``, ``kernel_size``, ``H`` and ``W`` through to both branches;
   the reference ignores them and always builds ``d_model=512, kernel_size=3, H=W=7``.
-- The attention cores (``ScaledDotProductAttention`` with ``h=1`` and its simplified form)
-  are written inline as plain matmuls instead of importing the generic multi-head classes;
-  the parameter names (``pa.fc_q`` ... ``pa.fc_o``) are kept. The q/k/v projections run as
-  one matmul over concatenated weights (constant-folded on export), and the softmax scale
-  is folded into the query. This 3-D form exports to default-domain ops only, whichever
-  onnxsim passes run (the reference's 4-D per-head layout can be rewritten by onnxsim into
-  ``com.microsoft::Attention``, which TensorRT cannot parse).
+- The attention cores (the reference imports ``ScaledDotProductAttention`` and
+  ``SimplifiedScaledDotProductAttention`` with ``h=1``) are the single-head classes here,
+  written as plain matmuls; the parameter names (``pa.fc_q`` ... ``pa.fc_o``) are kept. The
+  q/k/v projections run as one matmul over concatenated weights (constant-folded on export),
+  and the softmax scale is folded into the query. This 3-D form exports to default-domain ops
+  only, whichever onnxsim passes run (the reference's 4-D per-head layout can be rewritten by
+  onnxsim into ``com.microsoft::Attention``, which TensorRT cannot parse).
 - The channel branch's ``fc_o`` acts on the H*W axis, so the input's H*W must equal the
   constructor's ``H * W`` (as in the reference).
 """
@@ -28,21 +28,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn import init
 
+from ._attention import init_small_linear
 from ._registry import register_module
 
 
-def _init_linear(module: nn.Module) -> None:
-    # The reference attention classes initialise their Linear layers like this.
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            init.normal_(m.weight, std=0.001)
-            if m.bias is not None:
-                init.constant_(m.bias, 0)
-
-
-class ScaledDotProductAttention(nn.Module):
+class SingleHeadAttention(nn.Module):
     """Single-head attention over tokens with q/k/v/o projections (``h=1``)."""
 
     def __init__(self, d_model: int, dropout: float = 0.1) -> None:
@@ -53,7 +44,7 @@ class ScaledDotProductAttention(nn.Module):
         self.fc_v = nn.Linear(d_model, d_model)
         self.fc_o = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)  # on the attention weights, as in the reference
-        _init_linear(self)
+        init_small_linear(self.fc_q, self.fc_k, self.fc_v, self.fc_o)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.d_model
@@ -67,7 +58,7 @@ class ScaledDotProductAttention(nn.Module):
         return self.fc_o(torch.matmul(self.dropout(att), v))  # (B, N, d)
 
 
-class SimplifiedScaledDotProductAttention(nn.Module):
+class SimplifiedSingleHeadAttention(nn.Module):
     """Single-head attention without q/k/v projections, output projection only (``h=1``)."""
 
     def __init__(self, d_model: int, dropout: float = 0.1) -> None:
@@ -75,7 +66,7 @@ class SimplifiedScaledDotProductAttention(nn.Module):
         self.d_model = d_model
         self.fc_o = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
-        _init_linear(self)
+        init_small_linear(self.fc_o)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         att = torch.matmul(x * self.d_model**-0.5, x.transpose(1, 2))  # (B, N, N)
@@ -87,7 +78,7 @@ class PositionAttentionModule(nn.Module):
     def __init__(self, d_model: int = 512, kernel_size: int = 3, H: int = 7, W: int = 7) -> None:
         super().__init__()
         self.cnn = nn.Conv2d(d_model, d_model, kernel_size, padding=(kernel_size - 1) // 2)
-        self.pa = ScaledDotProductAttention(d_model)
+        self.pa = SingleHeadAttention(d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -99,7 +90,7 @@ class ChannelAttentionModule(nn.Module):
     def __init__(self, d_model: int = 512, kernel_size: int = 3, H: int = 7, W: int = 7) -> None:
         super().__init__()
         self.cnn = nn.Conv2d(d_model, d_model, kernel_size, padding=(kernel_size - 1) // 2)
-        self.pa = SimplifiedScaledDotProductAttention(H * W)
+        self.pa = SimplifiedSingleHeadAttention(H * W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -20,16 +20,15 @@ Differences from the reference:
   (2kv - 1); the reference reshapes it to the input's 2H - 1, so needs H, W = kv_size.
 Numerically neutral (bilinear sampling with zero padding and align_corners=True, as
 ``grid_sample``; float64 runs agree with the reference to 1e-14), for export and speed:
-- No GridSample. ONNX Runtime's CPU kernel took two thirds of the module's time (the bias
-  lookup samples a 27 x 27 table at 196 x 196 points per group: 17 of 32 ms, measured), and
-  the reference's traced grid is float64, which that kernel cannot run. Instead:
+- No GridSample: ONNX Runtime's CPU kernel took most of the module's time (README, "Rewrites
+  for speed"), and the reference's traced grid is float64, which that kernel cannot run.
+  Instead:
   - the input is sampled by a matmul with each point's bilinear ("hat") weights over the
     pixels, built separably from its y and x coordinates ((B*g, Cg, H*W) @ (H*W, Ns));
   - the bias is interpolated along x by a batched matmul of the table with each sample's x
     weights, then along y by gathering the two table rows around each y coordinate (zero
     rows padded around the table, coordinates clamped: grid_sample's zero padding).
-  These add 77 MFLOP of small matmuls at the defaults (the bench counts them) and cut the
-  ONNX Runtime CPU time from 17.4 to 10.7 ms per run (both threads, defaults).
+  These add 77 MFLOP of small matmuls at the defaults (the bench counts them).
 - Coordinates stay in two planes (y, x), so no op broadcasts over a trailing axis of 2.
 - The offset network's LayerNorm runs channels-last and its last 1x1 conv is a matmul on
   that layout (the reference permutes to channels-last and back around the norm).
@@ -46,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from ._layers import module_as
 from ._registry import register_module
 
 
@@ -158,22 +158,30 @@ class DAttentionBaseline(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.attn_drop = nn.Dropout(attn_drop)
 
+        # position encoding: none, a depth-wise conv (LePE), or a table (fixed or relative)
+        self.rpe_table: nn.Conv2d | nn.Parameter | None
         if not self.use_pe:
             self.rpe_table = None
         elif self.dwc_pe:
             self.rpe_table = nn.Conv2d(
                 self.nc, self.nc, kernel_size=3, stride=1, padding=1, groups=self.nc
             )
-        elif self.fixed_pe:
-            self.rpe_table = nn.Parameter(
-                torch.zeros(self.n_heads, self.q_h * self.q_w, self.kv_h * self.kv_w)
-            )
-            nn.init.trunc_normal_(self.rpe_table, std=0.01)
         else:
-            self.rpe_table = nn.Parameter(
-                torch.zeros(self.n_heads, self.kv_h * 2 - 1, self.kv_w * 2 - 1)
-            )
-            nn.init.trunc_normal_(self.rpe_table, std=0.01)
+            if self.fixed_pe:
+                size = (self.n_heads, self.q_h * self.q_w, self.kv_h * self.kv_w)
+            else:
+                size = (self.n_heads, self.kv_h * 2 - 1, self.kv_w * 2 - 1)
+            table = nn.Parameter(torch.zeros(*size))
+            nn.init.trunc_normal_(table, std=0.01)
+            self.rpe_table = table
+
+    def _pe_table(self) -> torch.Tensor:
+        assert isinstance(self.rpe_table, nn.Parameter), "use_pe without dwc_pe has a table"
+        return self.rpe_table
+
+    def _pe_conv(self) -> nn.Conv2d:
+        assert isinstance(self.rpe_table, nn.Conv2d), "use_pe with dwc_pe has a conv"
+        return self.rpe_table
 
     def sampling_points(self, q: torch.Tensor) -> torch.Tensor:
         """Projected queries (B, C, H, W) -> sampling points (B*g, 2, Hk, Wk) in [-1, 1],
@@ -181,9 +189,9 @@ class DAttentionBaseline(nn.Module):
         B, C, H, W = q.shape
         conv, norm, act, to_offset = (
             self.conv_offset[0],
-            self.conv_offset[1].norm,
+            module_as(self.conv_offset[1], LayerNormProxy).norm,
             self.conv_offset[2],
-            self.conv_offset[3],
+            module_as(self.conv_offset[3], nn.Conv2d),
         )
         feat = conv(q.reshape(B * self.n_groups, self.n_group_channels, H, W)).permute(
             0, 2, 3, 1
@@ -232,7 +240,7 @@ class DAttentionBaseline(nn.Module):
         g, hg = self.n_groups, self.n_group_heads
         s_h, s_w = 2 * self.kv_h - 1, 2 * self.kv_w - 1
         # table rows ordered (y, head), one zero row above and two below: (g, s_h+3, hg, s_w)
-        table = F.pad(self.rpe_table.reshape(g, hg, s_h, s_w).transpose(1, 2), (0, 0, 0, 0, 1, 2))
+        table = F.pad(self._pe_table().reshape(g, hg, s_h, s_w).transpose(1, 2), (0, 0, 0, 0, 1, 2))
         rows = table.shape[1]
 
         disp_x = (pixel_centres(W, pos).reshape(1, 1, W) - pos[:, 1].reshape(bg, n, 1)).mul(
@@ -274,9 +282,9 @@ class DAttentionBaseline(nn.Module):
         q = q.reshape(B * h, hc, H * W)
         attn = q.transpose(1, 2) @ k  # (B*h, H*W, Ns)
         if self.use_pe and self.dwc_pe:
-            residual_lepe = self.rpe_table(q.reshape(B, C, H, W)).reshape(B * h, hc, H * W)
+            residual_lepe = self._pe_conv()(q.reshape(B, C, H, W)).reshape(B * h, hc, H * W)
         elif self.use_pe and self.fixed_pe:
-            attn = (attn.reshape(B, h, H * W, n_sample) + self.rpe_table).reshape(
+            attn = (attn.reshape(B, h, H * W, n_sample) + self._pe_table()).reshape(
                 B * h, H * W, n_sample
             )
         elif self.use_pe:

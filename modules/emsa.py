@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._attention import QKVOProjections, merge_heads
+from ._attention import Heads, MultiHeadAttention, init_small_linear, merge_heads
 from ._registry import register_module
 
 
@@ -33,7 +33,7 @@ from ._registry import register_module
     url="https://arxiv.org/abs/2105.13677",
     fixed_because="with ratio > 1 the queries are reshaped to the constructor's H x W map",
 )
-class EMSA(QKVOProjections):
+class EMSA(MultiHeadAttention):
     def __init__(
         self,
         d_model: int,
@@ -79,35 +79,32 @@ class EMSA(QKVOProjections):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.001)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                init_small_linear(m)
 
-    def forward(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        attention_weights: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        b, nq, c = queries.shape
-        if self.ratio > 1:
+    def heads(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Heads:
+        if self.ratio > 1:  # keys and values from the spatially reduced queries
+            b, nq, c = queries.shape
             x = queries.transpose(1, 2).reshape(b, c, self.H, self.W)  # (B, Nq, C) -> (B, C, H, W)
             x = self.sr_conv(x)  # (B, C, H', W')
             keys = values = self.sr_ln(x.flatten(2).transpose(1, 2))  # (B, N', C)
-        q, k, v = self.project(queries, keys, values)  # (B, h, N, d)
-        k = k.transpose(-1, -2)  # (B, h, d_k, N')
+        return super().heads(queries, keys, values)  # (B, h, N, d)
 
+    def mix(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attention_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        # As in the reference, the weights and the mask apply after the softmax.
+        k = k.transpose(-1, -2)  # (B, h, d_k, N')
         att = torch.matmul(q, k) * self.scale  # (B, h, Nq, N')
-        if self.apply_transform:
-            att = self.transform(att)  # mix heads (1x1 conv), softmax, InstanceNorm
-        else:
-            att = torch.softmax(att, dim=-1)
+        # transform: mix heads (1x1 conv), softmax, InstanceNorm
+        att = self.transform(att) if self.apply_transform else torch.softmax(att, dim=-1)
         if attention_weights is not None:
             att = att * attention_weights
         if attention_mask is not None:
             att = att.masked_fill(attention_mask, float("-inf"))
         att = self.dropout(att)
-
-        return self.fc_o(merge_heads(torch.matmul(att, v)))  # (B, Nq, d_model)
+        return merge_heads(torch.matmul(att, v))  # (B, Nq, h*d_v)

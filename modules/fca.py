@@ -264,7 +264,8 @@ def dct_basis(freq: int, size: int) -> torch.Tensor:
 def dct_filters(
     height: int, width: int, mapper_x: Sequence[int], mapper_y: Sequence[int], channel: int
 ) -> torch.Tensor:
-    """(channel, height, width): equal channel groups, group i the 2-D basis (mapper_x[i], mapper_y[i])."""
+    """(channel, height, width): equal channel groups, group i the 2-D basis
+    (mapper_x[i], mapper_y[i])."""
     pairs = zip(mapper_x, mapper_y)
     bases = torch.stack([torch.outer(dct_basis(u, height), dct_basis(v, width)) for u, v in pairs])
     # float64 products rounded once to float32, as the reference's Python-float fill
@@ -286,7 +287,8 @@ def adaptive_pool_matrix(size_in: int, size_out: int, like: torch.Tensor) -> tor
 
 
 class MultiSpectralDCTLayer(nn.Module):
-    """Per-channel DCT pooling: (B, C, H, W) -> (B, C), the input first pooled to (height, width)."""
+    """Per-channel DCT pooling: (B, C, H, W) -> (B, C), the input first pooled to
+    (height, width)."""
 
     def __init__(
         self,
@@ -303,6 +305,7 @@ class MultiSpectralDCTLayer(nn.Module):
                 f"channel ({channel}) must be divisible by the frequency count ({len(mapper_x)})"
             )
         self.num_freq = len(mapper_x)
+        self.weight: torch.Tensor
         self.register_buffer("weight", dct_filters(height, width, mapper_x, mapper_y, channel))
 
     def filter_for(self, h: int, w: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._layers import bias_of
 from ._registry import register_module
 
 POOLING_TYPES = ("avg", "att")
@@ -28,15 +29,11 @@ FUSION_TYPES = ("channel_add", "channel_mul")
 
 def bottleneck_transform(inplanes: int, planes: int) -> nn.Sequential:
     """1x1 conv -> LayerNorm over (planes, 1, 1) -> ReLU -> 1x1 conv; last conv zero-initialized."""
-    transform = nn.Sequential(
-        nn.Conv2d(inplanes, planes, kernel_size=1),
-        nn.LayerNorm([planes, 1, 1]),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(planes, inplanes, kernel_size=1),
-    )
-    nn.init.zeros_(transform[-1].weight)  # GCNet starts as the identity (its last_zero_init)
-    nn.init.zeros_(transform[-1].bias)
-    return transform
+    first = nn.Conv2d(inplanes, planes, kernel_size=1)
+    last = nn.Conv2d(planes, inplanes, kernel_size=1)
+    nn.init.zeros_(last.weight)  # GCNet starts as the identity (its last_zero_init)
+    nn.init.zeros_(bias_of(last))
+    return nn.Sequential(first, nn.LayerNorm([planes, 1, 1]), nn.ReLU(inplace=True), last)
 
 
 @register_module(
@@ -70,7 +67,7 @@ class ContextBlock(nn.Module):
         if pooling_type == "att":
             self.conv_mask = nn.Conv2d(inplanes, 1, kernel_size=1)
             nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(self.conv_mask.bias)
+            nn.init.zeros_(bias_of(self.conv_mask))
         self.channel_add_conv: nn.Sequential | None = None
         self.channel_mul_conv: nn.Sequential | None = None
         if "channel_add" in fusion_types:

@@ -159,19 +159,21 @@ class HaloAttention(nn.Module):
         k = kv.index_select(0, idx_k.reshape(-1)).reshape(G * nb, K * K, d)
         v = kv.index_select(0, (idx_k + G * (H * W + 1)).reshape(-1)).reshape(G * nb, K * K, d)
         # the same queries ordered (query pixel, block) for the relative logits
-        q_t = qp.index_select(0, idx_q.permute(3, 4, 0, 1, 2).reshape(-1)).reshape(b * b, G * nb, d)
+        q_order = idx_q.permute(3, 4, 0, 1, 2).reshape(-1)
+        q_t = qp.index_select(0, q_order).reshape(b * b, G * nb, d)
 
-        # logits: q.k plus relative position terms (q already carries the scale, as in the reference)
+        # logits: q.k plus relative position terms (q carries the scale, as in the reference)
         rel = q_t @ self.rel_pos_emb.table().transpose(1, 2)  # (b*b, G*nb, K*K)
         sim = q @ k.transpose(1, 2) + rel.transpose(0, 1)  # (G*nb, b*b, K*K)
 
         # the reference fills the window pixels inside the image (see module doc)
         fill = ~inside if self.mask_padding else inside
-        # fill -65504 (float16 limit) instead of -finfo(float32).max: same float32 result (module doc)
+        # fill -65504 (the float16 limit), not -finfo(float32).max: same float32 result (module doc)
         sim = sim.reshape(G, nb, b * b, K * K).masked_fill(fill.reshape(nb, 1, K * K), -65504.0)
 
         out = sim.softmax(dim=-1).reshape(G * nb, b * b, K * K) @ v  # (G*nb, b*b, d)
-        # merge heads and blocks: (B, nh, nbh, nbw, b, b, d) -> (B, nbh, b, nbw, b, nh, d) = (B, H, W, inner)
+        # merge heads and blocks:
+        # (B, nh, nbh, nbw, b, b, d) -> (B, nbh, b, nbw, b, nh, d) = (B, H, W, inner)
         out = (
             out.reshape(B, nh, nbh, nbw, b, b, d)
             .permute(0, 2, 4, 3, 5, 1, 6)

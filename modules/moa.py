@@ -96,6 +96,7 @@ class GlobalAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * s - 1) * (2 * s - 1), num_heads)
         )
+        self.relative_position_index: torch.Tensor
         self.register_buffer("relative_position_index", relative_position_index(s))
 
         c = dim // self.reduction

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layers import modules_as
 from ._registry import register_module
 
 
@@ -102,7 +103,8 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
-        for att, ffn in self.layers:
+        for layer in modules_as(self.layers, nn.ModuleList):
+            att, ffn = layer
             out = out + att(out)
             out = out + ffn(out)
         return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._attention import init_small_linear
 from ._registry import register_module
 
 
@@ -35,10 +36,7 @@ class MobileViTv2Attention(nn.Module):
         self.fc_v = nn.Linear(d_model, d_model)
         self.fc_o = nn.Linear(d_model, d_model)
         self.d_model = d_model
-        # Same initialisation as the reference.
-        for fc in (self.fc_i, self.fc_k, self.fc_v, self.fc_o):
-            nn.init.normal_(fc.weight, std=0.001)
-            nn.init.zeros_(fc.bias)
+        init_small_linear(self.fc_i, self.fc_k, self.fc_v, self.fc_o)  # as the reference
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight_i = torch.softmax(self.fc_i(input), dim=1)  # (B, N, 1), softmax over the tokens

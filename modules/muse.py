@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._attention import QKVOProjections, attend, split_heads
+from ._attention import MultiHeadAttention, split_heads
 from ._registry import register_module
 
 
@@ -36,8 +36,9 @@ class Depth_Pointwise_Conv1d(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, k: int) -> None:
         super().__init__()
         self.k = k
+        self.depth_conv: nn.Identity | nn.Conv1d
         if k == 1:
-            self.depth_conv: nn.Module = nn.Identity()
+            self.depth_conv = nn.Identity()
         else:
             self.depth_conv = nn.Conv1d(in_ch, in_ch, kernel_size=k, groups=in_ch, padding=k // 2)
         self.pointwise_conv = nn.Conv1d(in_ch, out_ch, kernel_size=1, groups=1)
@@ -47,7 +48,7 @@ class Depth_Pointwise_Conv1d(nn.Module):
         # a fast blocked (NCHWc) kernel for 2-D depth-wise convs, while a grouped 1-D Conv runs
         # one tiny GEMM per channel (about 10x slower at 4096 channels).
         x = x.unsqueeze(2)  # (B, C, N) -> (B, C, 1, N)
-        if self.k != 1:
+        if isinstance(self.depth_conv, nn.Conv1d):  # k != 1
             conv = self.depth_conv
             x = F.conv2d(
                 x, conv.weight.unsqueeze(2), conv.bias, padding=(0, self.k // 2), groups=conv.groups
@@ -64,7 +65,7 @@ class Depth_Pointwise_Conv1d(nn.Module):
     url="https://arxiv.org/abs/1911.09483",
     dynamic=("batch", "tokens"),
 )
-class MUSEAttention(QKVOProjections):
+class MUSEAttention(MultiHeadAttention):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:
         super().__init__(d_model, d_k, d_v, h, dropout)
         self.conv1 = Depth_Pointwise_Conv1d(h * d_v, d_model, 1)
@@ -81,18 +82,13 @@ class MUSEAttention(QKVOProjections):
         attention_mask: torch.Tensor | None = None,
         attention_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        q = split_heads(self.fc_q(queries), self.h, self.d_k)  # (B, h, Nq, d_k)
-        k = split_heads(self.fc_k(keys), self.h, self.d_k)  # (B, h, Nk, d_k)
-        v_flat = self.fc_v(values)  # (B, Nk, h*d_v)
+        # MultiHeadAttention's forward, keeping the projected values for the conv branch
+        q, k, v_flat = self.project(queries, keys, values)  # v_flat: (B, Nk, h*d_v)
         v = split_heads(v_flat, self.h, self.d_v)  # (B, h, Nk, d_v)
-        out = self.fc_o(
-            attend(q, k, v, self.scale, self.dropout, attention_mask, attention_weights)
-        )  # (B, Nq, d_model)
+        out = self.fc_o(self.mix(q, k, v, attention_mask, attention_weights))  # (B, Nq, d_model)
+        return out + self.multi_scale_conv(v_flat.transpose(1, 2)).transpose(1, 2)
 
-        # Multi-scale conv branch; softmax of the parameter, not a rebinding of it.
+    def multi_scale_conv(self, v: torch.Tensor) -> torch.Tensor:
+        """(B, h*d_v, Nk) -> (B, d_model, Nk); softmax of the parameter, not a rebinding of it."""
         w = self.softmax(self.dy_paras)  # (3,)
-        v2 = v_flat.transpose(1, 2)  # (B, Nk, h*d_v) -> (B, h*d_v, Nk)
-        out2 = (
-            w[0] * self.conv1(v2) + w[1] * self.conv3(v2) + w[2] * self.conv5(v2)
-        )  # (B, d_model, Nk)
-        return out + out2.transpose(1, 2)  # (B, N, d_model)
+        return w[0] * self.conv1(v) + w[1] * self.conv3(v) + w[2] * self.conv5(v)

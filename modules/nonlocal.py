@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._layers import bias_of
 from ._registry import register_module
 
 
@@ -46,15 +47,15 @@ class NONLocalBlock2D(nn.Module):
         self.sub_sample = sub_sample
         inter = self.inter_channels
         self.g: nn.Module = nn.Conv2d(in_channels, inter, kernel_size=1)
+        # W starts at zero (its BatchNorm's affine, else the conv), so the block starts as identity
+        last: nn.Conv2d | nn.BatchNorm2d
         if bn_layer:
-            self.W: nn.Module = nn.Sequential(
-                nn.Conv2d(inter, in_channels, kernel_size=1), nn.BatchNorm2d(in_channels)
-            )
-            last = self.W[1]
+            conv, last = nn.Conv2d(inter, in_channels, kernel_size=1), nn.BatchNorm2d(in_channels)
+            self.W: nn.Module = nn.Sequential(conv, last)
         else:
             self.W = last = nn.Conv2d(inter, in_channels, kernel_size=1)
         nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        nn.init.zeros_(bias_of(last))
         self.theta = nn.Conv2d(in_channels, inter, kernel_size=1)
         self.phi: nn.Module = nn.Conv2d(in_channels, inter, kernel_size=1)
         if sub_sample:

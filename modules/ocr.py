@@ -3,11 +3,10 @@
 Yuan et al., "Object-Contextual Representations for Semantic Segmentation", ECCV 2020,
 https://arxiv.org/abs/1909.11065
 
-``SpatialGather_Module`` turns coarse class logits (B, K, H, W) into K object regions
-(a softmax over the pixels of each class map) and pools the pixel features in each:
-(B, C, K, 1). ``SpatialOCR_Module`` lets every pixel attend over those K object features
-(query from the pixel, key and value from the objects, each a stack of 1x1 conv-BN-ReLU),
-maps the attended context back to C channels, and fuses it with the pixel features.
+``SpatialOCR_Module`` lets every pixel attend over the K object features (B, C, K, 1) that
+``ocr_gather`` pools (query from the pixel, key and value from the objects, each a stack of
+1x1 conv-BN-ReLU), maps the attended context back to C channels, and fuses it with the
+pixel features.
 Same class names, keywords and ``state_dict`` keys (``object_context_block.f_pixel.*`` ...,
 ``conv_bn_dropout.*``) as pprp/awesome-attention-mechanism-in-cv's
 ``AttentionModule/ObjectContextualRepresentation/OCRModule.py`` (HRNet-OCR).
@@ -18,9 +17,9 @@ Differences:
   ``scale > 1`` the context is upsampled with ``align_corners=True`` (HRNet-OCR's
   ``ALIGN_CORNERS``, which the reference leaves undefined), to the input's own size.
 - All products run channel-first, so only the small (B, C', K) object tensors are ever
-  transposed: the gather is ``feats (B, C, HW) @ probs^T (B, HW, K)``, and the attention is
-  formed as (B, K, HW), softmaxed over K, and applied as ``value (B, C', K) @ sim``. The
-  ``key_channels ** -0.5`` scale is folded into the (small) key.
+  transposed: the attention is formed as (B, K, HW), softmaxed over K, and applied as
+  ``value (B, C', K) @ sim``. The ``key_channels ** -0.5`` scale is folded into the (small)
+  key.
 """
 
 from __future__ import annotations
@@ -31,9 +30,6 @@ from torch.nn import functional as F
 
 from ._registry import register_module
 
-_PAPER = "Object-Contextual Representations for Semantic Segmentation"
-_URL = "https://arxiv.org/abs/1909.11065"
-
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """1x1 conv and (BN, ReLU) as two entries: the reference's ``conv, BNReLU`` key layout."""
@@ -42,28 +38,6 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
         nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=False),
         bn_relu,
     ]
-
-
-@register_module(
-    "ocr_gather",
-    kwargs=dict(cls_num=19),
-    shapes=[(1, 512, 64, 128), (1, 19, 64, 128)],
-    paper=_PAPER,
-    url=_URL,
-    dynamic=("batch", "height", "width"),
-)
-class SpatialGather_Module(nn.Module):
-    def __init__(self, cls_num: int = 0, scale: float = 1) -> None:
-        super().__init__()
-        self.cls_num = cls_num  # stored, unused, as in the reference
-        self.scale = scale
-
-    def forward(self, feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        regions = torch.softmax(
-            self.scale * probs.flatten(2), dim=2
-        )  # (B, K, HW), each row sums to 1
-        context = torch.matmul(feats.flatten(2), regions.transpose(1, 2))  # (B, C, HW) @ (B, HW, K)
-        return context.unsqueeze(3)  # (B, C, K, 1)
 
 
 class ObjectAttentionBlock2D(nn.Module):
@@ -103,8 +77,8 @@ class ObjectAttentionBlock2D(nn.Module):
     "ocr",
     kwargs=dict(in_channels=512, key_channels=256, out_channels=512, dropout=0.05),
     shapes=[(1, 512, 64, 128), (1, 512, 19, 1)],
-    paper=_PAPER,
-    url=_URL,
+    paper="Object-Contextual Representations for Semantic Segmentation",
+    url="https://arxiv.org/abs/1909.11065",
     dynamic=("batch", "height", "width"),
     # proxy_feats is (B, C, K, 1): K objects, not an image's height.
     input_axes=[{"batch": 0, "height": 2, "width": 3}, {"batch": 0}],

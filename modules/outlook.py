@@ -23,8 +23,8 @@ Differences from the reference (same function, different evaluation order):
 - With one head the weights ``A`` are shared by all channels and commute with ``v_pj``,
   so the input itself is aggregated and ``proj(v_pj(.))`` is applied as one linear map with
   weight ``proj.weight @ v_pj.weight`` (a constant in the exported graph), when there are
-  more pixels than channels, where it saves work; the choice depends on static shapes only. A ``v_pj``
-  bias is carried by an extra all-ones channel, so zero padding acts as in the reference.
+  more pixels than channels, where it saves work; the choice depends on static shapes only. A
+  ``v_pj`` bias is carried by an extra all-ones channel, so zero padding acts as in the reference.
 - The reference builds ``nn.Unfold(kernel_size, padding, stride)`` positionally, i.e.
   with dilation=padding and padding=stride. Both readings agree for kernel_size=3,
   padding=1, stride=1; otherwise the reference fails on all but a few tiny map sizes
@@ -91,6 +91,7 @@ class OutlookAttention(nn.Module):
                     for lj in range(k):
                         place[ki, kj, li, lj, lj - kj + e, li - ki + e, ki, kj] = 1.0
         place = place.reshape(k**4, K2 * K2, k, k).repeat(num_heads, 1, 1, 1)
+        self._place: torch.Tensor
         self.register_buffer("_place", place, persistent=False)
 
     def _offset_weights(self, a: torch.Tensor, H: int, W: int) -> torch.Tensor:

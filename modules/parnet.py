@@ -15,14 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._layers import GlobalAvgPool
 from ._registry import register_module
-
-
-class _GlobalAvgPool(nn.Module):
-    """(B, C, H, W) -> (B, C, 1, 1) as a ReduceMean (exports at any static shape)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3), keepdim=True)
 
 
 @register_module(
@@ -37,7 +31,7 @@ class ParNetAttention(nn.Module):
     def __init__(self, channel: int = 512) -> None:
         super().__init__()
         self.sse = nn.Sequential(
-            _GlobalAvgPool(),
+            GlobalAvgPool(),
             nn.Conv2d(channel, channel, kernel_size=1),
             nn.Sigmoid(),
         )

@@ -29,14 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layers import GlobalAvgPool, module_as, modules_as
 from ._registry import register_module
-
-
-class _GlobalAvgPool(nn.Module):
-    """(B, C, H, W) -> (B, C, 1, 1) as a ReduceMean (keeps ``se_blocks.<i>.0`` parameter-free)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3), keepdim=True)
 
 
 @register_module(
@@ -57,7 +51,7 @@ class PSA(nn.Module):
         )
         self.se_blocks = nn.ModuleList(
             nn.Sequential(
-                _GlobalAvgPool(),
+                GlobalAvgPool(),
                 nn.Conv2d(ci, cr, kernel_size=1, bias=False),
                 nn.ReLU(),
                 nn.Conv2d(cr, ci, kernel_size=1, bias=False),
@@ -75,8 +69,11 @@ class PSA(nn.Module):
         spc = torch.cat([conv(part) for conv, part in zip(self.convs, parts)], dim=1)
 
         # SE per part as grouped 1x1 convs on the pooled vector: (B, C, 1, 1)
-        w1 = torch.cat([se[1].weight for se in self.se_blocks])  # (S * C/(S r), C/S, 1, 1)
-        w2 = torch.cat([se[3].weight for se in self.se_blocks])  # (C, C/(S r), 1, 1)
+        blocks = modules_as(self.se_blocks, nn.Sequential)
+        w1 = torch.cat(
+            [module_as(se[1], nn.Conv2d).weight for se in blocks]
+        )  # (S*C/(S r), C/S, 1, 1)
+        w2 = torch.cat([module_as(se[3], nn.Conv2d).weight for se in blocks])  # (C, C/(S r), 1, 1)
         z = F.relu(F.conv2d(spc.mean(dim=(2, 3), keepdim=True), w1, groups=s))
         se = torch.sigmoid(F.conv2d(z, w2, groups=s))
 

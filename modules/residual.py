@@ -8,8 +8,7 @@ A 1x1 conv gives per-class score maps; the class score is their spatial average 
 Same class name, keywords and ``state_dict`` keys as External-Attention-pytorch's
 ``ResidualAttention.py``. The score maps are pooled with ``mean``/``amax`` reductions over
 H, W (``ReduceMean``/``ReduceMax`` on export) instead of ``flatten`` + ``torch.max(...)[0]``,
-whose indices output is not needed. The 1x1 conv (a (num_class x C x HW) GEMM) is nearly
-all the work, so ONNX Runtime can only be modestly faster than eager here.
+whose indices output is not needed.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ What differs from the reference, and why:
   than one position, and exports to ScatterND chains. Here every shift is exactly one
   position (the paper), the border row/column keeping its value, and all eight shifts plus
   the unshifted branch are one ``Gather`` of channel blocks, its index computed from the
-  map size (edge clamping = the kept border; a constant in a static graph). The gather also reorders the result to
-  ``(B, branch, HW, C)`` so the branch sums are over a leading axis.
+  map size (edge clamping = the kept border; a constant in a static graph). The gather also
+  reorders the result to ``(B, branch, HW, C)`` so the branch sums are over a leading axis.
 - ``S2Attention`` builds ``SplitAttention`` with ``channels``; the reference always builds
   it for 512 channels, which fails for any other width.
 - The global descriptor (a sum over branches and positions) and the weighted sum over
@@ -59,11 +59,11 @@ def _shift_index(h, w, c: int, device: torch.device) -> tuple[torch.Tensor, int]
     """
     bounds = [0, c // 4, c // 2, 3 * c // 4, c]
     unit = math.gcd(*bounds[1:])  # largest block that never straddles two quarters
-    offs = np.zeros((3, c // unit, 2), dtype=np.int64)  # (branch, block, dh|dw)
+    table = np.zeros((3, c // unit, 2), dtype=np.int64)  # (branch, block, dh|dw)
     for k, quarters in enumerate(_SHIFTS):
         for q, off in enumerate(quarters):
-            offs[k, bounds[q] // unit : bounds[q + 1] // unit] = off
-    offs = torch.from_numpy(offs).to(device)
+            table[k, bounds[q] // unit : bounds[q + 1] // unit] = off
+    offs = torch.from_numpy(table).to(device)
     i = torch.arange(h, device=device).reshape(1, -1, 1, 1)
     j = torch.arange(w, device=device).reshape(1, 1, -1, 1)
     src_i = _clamp(i + offs[:, :, 0].reshape(3, 1, 1, -1), h)  # edge clamp: border kept

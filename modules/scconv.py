@@ -73,7 +73,8 @@ class SCConv(nn.Module):
         # The calibration adds k2's output to the input and multiplies k3's by it.
         if planes != inplanes or padding != dilation:
             raise UsageError(
-                f"SCConv needs planes == inplanes and padding == dilation (got {planes}, {inplanes}, {padding}, {dilation})"
+                "SCConv needs planes == inplanes and padding == dilation "
+                f"(got {planes}, {inplanes}, {padding}, {dilation})"
             )
         self.k2 = nn.Sequential(
             nn.AvgPool2d(kernel_size=pooling_r, stride=pooling_r),

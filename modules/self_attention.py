@@ -12,9 +12,7 @@ a constant of its own).
 
 from __future__ import annotations
 
-import torch
-
-from ._attention import QKVOProjections, attend
+from ._attention import MultiHeadAttention
 from ._registry import register_module
 
 
@@ -26,20 +24,6 @@ from ._registry import register_module
     url="https://arxiv.org/abs/1706.03762",
     dynamic=("batch", "tokens"),
 )
-class ScaledDotProductAttention(QKVOProjections):
-    def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float = 0.1) -> None:
-        super().__init__(d_model, d_k, d_v, h, dropout)
-
-    def forward(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        attention_weights: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        q, k, v = self.project(queries, keys, values)  # (B, h, N, d)
-        out = attend(
-            q, k, v, self.scale, self.dropout, attention_mask, attention_weights
-        )  # (B, Nq, h*d_v)
-        return self.fc_o(out)  # (B, Nq, d_model)
+class ScaledDotProductAttention(MultiHeadAttention):
+    """``ScaledDotProductAttention(d_model, d_k, d_v, h, dropout=0.1)``; the forward is
+    ``SequenceAttention``'s (``_attention.py``)."""

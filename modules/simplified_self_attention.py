@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ._attention import attend, split_heads
+from ._attention import Heads, SequenceAttention, init_small_linear, split_heads
 from ._registry import register_module
 
 
@@ -28,7 +28,7 @@ from ._registry import register_module
     url="https://arxiv.org/abs/2005.10463",
     dynamic=("batch", "tokens"),
 )
-class SimplifiedScaledDotProductAttention(nn.Module):
+class SimplifiedScaledDotProductAttention(SequenceAttention):
     def __init__(self, d_model: int, h: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.d_model = d_model
@@ -38,22 +38,10 @@ class SimplifiedScaledDotProductAttention(nn.Module):
         self.fc_o = nn.Linear(h * self.d_v, d_model)
         self.dropout = nn.Dropout(dropout)
         self.scale = 1.0 / math.sqrt(self.d_k)
-        # Same initialisation as the reference.
-        nn.init.normal_(self.fc_o.weight, std=0.001)
-        nn.init.zeros_(self.fc_o.bias)
+        init_small_linear(self.fc_o)
 
-    def forward(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        attention_weights: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def heads(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Heads:
         q = split_heads(queries, self.h, self.d_k)  # (B, Nq, d_model) -> (B, h, Nq, d_k)
         k = split_heads(keys, self.h, self.d_k)  # (B, h, Nk, d_k)
         v = split_heads(values, self.h, self.d_v)  # (B, h, Nk, d_v)
-        out = attend(
-            q, k, v, self.scale, self.dropout, attention_mask, attention_weights
-        )  # (B, Nq, h*d_v)
-        return self.fc_o(out)  # (B, Nq, d_model)
+        return q, k, v

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._layers import modules_as
 from ._registry import register_module
 
 
@@ -67,8 +68,9 @@ class SKAttention(nn.Module):
         s = feats.mean(dim=(3, 4)).sum(dim=1)  # pooled sum of branches: (B, K, C, H, W) -> (B, C)
         z = self.fc(s)  # (B, d)
         # all K branch heads as one linear layer: (B, d) -> (B, K * C)
-        weight = torch.cat([fc.weight for fc in self.fcs], dim=0)
-        bias = torch.cat([fc.bias for fc in self.fcs], dim=0)
+        fcs = modules_as(self.fcs, nn.Linear)
+        weight = torch.cat([fc.weight for fc in fcs], dim=0)
+        bias = torch.cat([fc.bias for fc in fcs], dim=0)
         logits = nn.functional.linear(z, weight, bias).reshape(b, k, c, 1, 1)
         attn = torch.softmax(logits, dim=1)  # across branches
         return (attn * feats).sum(dim=1)  # (B, K, C, H, W) -> (B, C, H, W)

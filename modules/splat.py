@@ -12,15 +12,15 @@ Same class name, keywords and ``state_dict`` keys (``conv``, ``bn0``/``bn1`` wit
 Differences (same maths): the splits' sum is pooled as the sum of the pooled splits (one
 ``ReduceMean`` over the conv output, never a full-size sum of splits); the weighted sum is
 one Mul of the whole conv output by the (B, radix*C, 1, 1) weights, then a Split and
-radix-1 Adds. (Summing a (B, radix, C, H, W) view with ``ReduceSum`` over axis 1 instead
-cost ORT 0.28 ms against 0.05 ms for Split + Add at the default shape.) The reference's optional rectified conv (``rectify``,
-from the ``rfconv`` package) and DropBlock are not available; asking for them is an error.
+radix-1 Adds (ONNX Runtime's ``ReduceSum`` over the radix axis of a 5-D view is slower; README,
+"Rewrites for speed"). The reference's optional rectified conv (``rectify``, from the
+``rfconv`` package) and DropBlock are not available; asking for them is an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ from torch.nn.modules.utils import _pair
 from ..errors import UsageError
 from ._registry import register_module
 
-IntPair = Union[int, tuple[int, int]]
+IntPair = int | tuple[int, int]
 
 
 @register_module(
@@ -62,7 +62,8 @@ class SplAtConv2d(nn.Module):
         super().__init__()
         if rectify and any(p > 0 for p in _pair(padding)):
             raise UsageError(
-                "SplAtConv2d: rectify=True needs the rfconv package's RFConv2d, which is not supported"
+                "SplAtConv2d: rectify=True needs the rfconv package's RFConv2d, "
+                "which is not supported"
             )
         if dropblock_prob > 0.0:
             raise UsageError("SplAtConv2d: dropblock_prob > 0 (DropBlock) is not supported")

@@ -22,26 +22,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._layers import Mlp
 from ._registry import register_module
 
 
-class MLP(nn.Module):
+class MLP(Mlp):
+    """The reference's ``MLP``: ``Mlp`` with every width given and dropout 0.1 by default."""
+
     def __init__(
         self,
         in_features: int,
         hidden_features: int,
         out_features: int,
-        act_layer: type = nn.GELU,
+        act_layer: type[nn.Module] = nn.GELU,
         drop: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        super().__init__(in_features, hidden_features, out_features, act_layer, drop)
 
 
 @register_module(

@@ -1,4 +1,5 @@
-"""Shared builders: a registered module with seeded weights, its ONNX graph, an ORT run.
+"""Shared builders: a registered module with seeded weights, its ONNX graph and its input and
+output dims, an ORT run, a graph file's parity with PyTorch.
 
 Every test file that needs "the module at its registry defaults, weights from seed S,
 exported (optionally with symbolic axes)" uses these instead of its own copy.
@@ -7,7 +8,8 @@ exported (optionally with symbolic axes)" uses these instead of its own copy.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -57,10 +59,51 @@ def export_registered(
     return export_module(module, shapes or modules.get_spec(name).shapes, dynamic_axes)
 
 
-def ort_outputs(model: onnx.ModelProto | bytes, feeds: Mapping[str, np.ndarray]) -> list:
-    """Every output of ``model`` on ONNX Runtime CPU; feeds the graph does not take are dropped
-    (onnxsim removes inputs the outputs do not depend on)."""
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    session = ort_session(data)
+def ort_outputs(
+    model: onnx.ModelProto | bytes | Path, feeds: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
+    """Every output of ``model`` (a graph, its bytes or its file) on ONNX Runtime CPU; feeds
+    the graph does not take are dropped (onnxsim removes inputs the outputs do not depend on)."""
+    if isinstance(model, Path):
+        source: str | bytes = str(model)
+    else:
+        source = model if isinstance(model, bytes) else model.SerializeToString()
+    session = ort_session(source)
     taken = {i.name for i in session.get_inputs()}
     return session.run(None, {k: v for k, v in feeds.items() if k in taken})
+
+
+def assert_file_matches(
+    path: Path,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    shape: Sequence[int],
+    seed: int,
+    tol: float,
+) -> None:
+    """The one-input, one-output graph at ``path`` gives ``forward``'s output on a standard
+    normal draw from numpy's ``seed`` (allclose with atol = rtol = ``tol``)."""
+    x = np.random.default_rng(seed).standard_normal(tuple(shape), dtype=np.float32)
+    (got,) = ort_outputs(path, {"input": x})
+    with torch.no_grad():
+        expected = forward(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=tol, rtol=tol)
+
+
+def input_dims(model: onnx.ModelProto | Path) -> dict[str, list[int | str]]:
+    """Each graph input's dims: the symbol where a dim is symbolic, else its size."""
+    return _dims(_graph(model).input)
+
+
+def output_dims(model: onnx.ModelProto | Path) -> dict[str, list[int | str]]:
+    """Each graph output's dims, as :func:`input_dims` gives the inputs'."""
+    return _dims(_graph(model).output)
+
+
+def _graph(model: onnx.ModelProto | Path) -> onnx.GraphProto:
+    return (onnx.load(str(model)) if isinstance(model, Path) else model).graph
+
+
+def _dims(values: Sequence[onnx.ValueInfoProto]) -> dict[str, list[int | str]]:
+    return {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values
+    }

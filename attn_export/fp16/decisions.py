@@ -29,10 +29,14 @@ from onnx import helper
 from .convert import Converted
 from .graph import FLOAT16, FloatGraph
 
-DECISION_SAFETY = 4.0  # a margin within this many times its error (a few float16 steps) is at risk
-SOFTMAX_FLIP_ERROR = (
-    1.0  # logit error (logit units: one scales a weight by e) from which a near-tie flips
-)
+# A margin within this many times the error of what it compares (a few float16 steps) is at
+# risk: the error hardly varies between draws, the margin can shrink to anything.
+DECISION_SAFETY = 4.0
+# A softmax row decides like an argmax only once its logits err by this much (logit units: one
+# unit scales a weight by e); below it a near-tie moves the weights a little, flips nothing.
+SOFTMAX_FLIP_ERROR = 1.0
+# Keeps the choice-count bound finite when min_cosine is 1 (every flip fails the check).
+_MIN_COSINE_GAP = 1e-12
 COMPARISONS = frozenset({"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"})
 RANKINGS = frozenset({"TopK", "ArgMax", "ArgMin", "Softmax", "LogSoftmax"})
 
@@ -82,14 +86,15 @@ def probe_risks(
     unseen draw is what to prevent. Flips among many choices are a steady share of the error
     that the tuning checks measure.
     """
-    many_choices = 2.0 / max(1.0 - min_cosine, 1e-12)
+    many_choices = 2.0 / max(1.0 - min_cosine, _MIN_COSINE_GAP)
     found: dict[str, Risk] = {}
     for node in decision_nodes(graph):
-        inputs = [
+        compared = [
             _input_values(graph, converted, node, index, reference, simulation)
-            for index in range(len(node.input))
+            for index in range(2 if node.op_type in COMPARISONS else 1)
         ]
-        margins, errors = _margins(node, inputs, graph.opset)
+        k = _topk_k(graph, node, reference) if node.op_type == "TopK" else 0
+        margins, errors = _margins(node, compared, k, graph.opset)
         if margins.size >= many_choices:
             continue
         risky = margins < DECISION_SAFETY * errors
@@ -135,22 +140,28 @@ def _input_values(
     reference: Mapping[str, np.ndarray],
     simulation: Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(fp32 value, simulated value as the node reads it) of one input; (None, None) if empty."""
+    """(fp32 value, simulated value as the node reads it) of one compared input."""
     name = node.input[index]
-    if not name:
-        return None, None
     read = converted.node_inputs[node.name][index]
     if name in graph.initializers:
         exact = graph.array(name)
         stored = exact.astype(np.float16) if converted.types.get(read) == FLOAT16 else exact
         return exact, stored.astype(exact.dtype)
-    return reference[name], simulation.get(read)  # a computed TopK k is read on the fp32 graph only
+    return reference[name], simulation[read]
+
+
+def _topk_k(graph: FloatGraph, node: onnx.NodeProto, reference: Mapping[str, np.ndarray]) -> int:
+    """TopK's k as the fp32 graph has it (a computed k is read on the fp32 graph only)."""
+    name = node.input[1]
+    k = graph.array(name) if name in graph.initializers else reference[name]
+    return int(np.asarray(k).ravel()[0])
 
 
 def _margins(
-    node: onnx.NodeProto, inputs: Sequence[tuple[np.ndarray, np.ndarray]], opset: int
+    node: onnx.NodeProto, inputs: Sequence[tuple[np.ndarray, np.ndarray]], k: int, opset: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat arrays: every choice's margin on the fp32 graph, and the simulation's error on it."""
+    """Flat arrays: every choice's margin on the fp32 graph, and the simulation's error on it
+    (``k``: TopK's k; unused for other ops)."""
     if node.op_type in COMPARISONS:
         (a, a_sim), (b, b_sim) = inputs
         with np.errstate(invalid="ignore", over="ignore"):
@@ -170,7 +181,6 @@ def _margins(
         axis = 1
     descending = not (node.op_type == "ArgMin" or attributes.get("largest", 1) == 0)
     if node.op_type == "TopK":
-        k = int(np.asarray(inputs[1][0]).ravel()[0])
         ranked, ranked_error = _ranked(values, error, axis, k + 1, descending)
         gaps, gap_errors = _gaps(ranked, ranked_error)
         if not attributes.get("sorted", 1):  # only the kept/dropped boundary is a choice

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
 from ..errors import UsageError
+from ..parsing import dims_text
 from .graph import FLOAT, FloatGraph, declared_shape, static_shape
 
 DEFAULT_TUNING_DRAWS = 3
@@ -42,7 +42,7 @@ class Probe:
         return f"{self.draw} x{self.scale:g}"
 
 
-DrawsArgument = Union[Sequence[Draw], Mapping[str, np.ndarray], None]
+DrawsArgument = Sequence[Draw] | Mapping[str, np.ndarray] | None
 
 
 def tuning_seeds(seed: int) -> list[int]:
@@ -70,18 +70,22 @@ def resolve_draws(
 
 def random_draws(graph: FloatGraph, seeds: Sequence[int], role: str = "tuning") -> list[Draw]:
     """Standard-normal draws at the graph's static input shapes, one per seed."""
+    shapes = {}
     for value in graph.inputs:
-        if value.type.tensor_type.elem_type != FLOAT or static_shape(value) is None:
+        shape = static_shape(value)
+        if value.type.tensor_type.elem_type != FLOAT or shape is None:
             raise UsageError(
                 f"input {value.name!r} is not a float32 tensor of static shape"
-                f" {_shape_text(declared_shape(value) or ['?'])}: pass {role} draws to convert_to_fp16"
+                f" {dims_text(declared_shape(value) or ['?'])}:"
+                f" pass {role} draws to convert_to_fp16"
             )
+        shapes[value.name] = shape
     draws = []
     for seed in seeds:
         generator = np.random.default_rng(seed)
         feeds = {
-            value.name: generator.standard_normal(static_shape(value), dtype=np.float32)
-            for value in graph.inputs
+            name: generator.standard_normal(shape, dtype=np.float32)
+            for name, shape in shapes.items()
         }
         draws.append(Draw(f"seed {seed}", feeds))
     return draws
@@ -114,18 +118,13 @@ def _checked(graph: FloatGraph, draw: Draw) -> Draw:
     for value in graph.inputs:
         array = np.asarray(draw.feeds[value.name])
         expected = declared_shape(value)
-        fits = expected is None or (
+        if expected is not None and not (
             array.ndim == len(expected)
             and all(e is None or e == d for e, d in zip(expected, array.shape))
-        )
-        if not fits:
+        ):
             raise UsageError(
-                f"draw {draw.label!r}: input {value.name!r} has shape {_shape_text(array.shape)},"
-                f" the graph takes {_shape_text(expected)}"
+                f"draw {draw.label!r}: input {value.name!r} has shape {dims_text(array.shape)},"
+                f" the graph takes {dims_text(expected)}"
             )
         feeds[value.name] = array.astype(np.float32) if array.dtype.kind == "f" else array
     return Draw(draw.label, feeds)
-
-
-def _shape_text(shape: Sequence) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"

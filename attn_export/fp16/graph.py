@@ -13,8 +13,11 @@ from .numerics import relative_error
 
 FLOAT = TensorProto.FLOAT
 FLOAT16 = TensorProto.FLOAT16
-FP16_MAX = 65504.0
+FP16_MAX = 65504.0  # the largest finite float16
 FP16_UNIT_ROUNDOFF = 2.0**-11  # relative error of one rounding to float16
+# Initializers up to this many elements keep their values for shape inference: shape operands
+# (Reshape targets, Resize sizes) are that small, weights are larger.
+SHAPE_OPERAND_MAX_ELEMENTS = 64
 
 # Whose float output type comes from an attribute we would have to rewrite; rare in our graphs.
 ALWAYS_FP32_OPS = frozenset(
@@ -145,7 +148,7 @@ class FloatGraph:
 
     def observed_tensors(self) -> dict[str, int]:
         """What the search compares: every float node output and every decision (name -> type)."""
-        observed = {o: FLOAT for o in self.float_tensors()}
+        observed: dict[str, int] = {o: FLOAT for o in self.float_tensors()}
         observed.update({o: self.elem_types[o] for o in self.decision_outputs()})
         for node in self.model.graph.node:  # a computed k, which the margin rule reads
             if node.op_type == "TopK" and node.input[1] in self.producer:
@@ -176,8 +179,11 @@ def declared_shape(value: onnx.ValueInfoProto) -> list[int | None] | None:
 
 
 def static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
+    """The input's dims where every one is a size; None otherwise."""
     shape = declared_shape(value)
-    return None if shape is None or None in shape else shape
+    if shape is None or None in shape:
+        return None
+    return [d for d in shape if d is not None]
 
 
 def normalised(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -253,9 +259,6 @@ def elem_types(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     if missing:
         raise UsageError(f"shape inference left tensor types unknown: {', '.join(missing[:5])}")
     return types
-
-
-SHAPE_OPERAND_MAX_ELEMENTS = 64
 
 
 def _elements(initializer: onnx.TensorProto) -> int:

@@ -41,6 +41,9 @@ from .observe import ProbeReport
 GROWTH_HEADROOM = 2.0  # judge growing tensors as if the inputs were twice the probes' size
 MIN_GROWTH = 0.25  # below this scale exponent a tensor does not grow (masks, normalised values)
 UNKNOWN_GROWTH = 1.0  # the exponent assumed when the probes have a single scale
+# The fitted exponent's ceiling: a two-point fit on small peaks can return any slope; this
+# bounds the prediction at GROWTH_HEADROOM**4 = 16x the probes' peak.
+MAX_GROWTH = 4.0
 # A precision culprit magnifies its inputs' rounding error at least this much, and its output
 # error reaches this share of the error the cosine bound allows.
 AMPLIFICATION_MIN = 4.0
@@ -51,14 +54,14 @@ SIGNIFICANT_ERROR_SHARE = 0.25
 
 
 def growth_exponent(peaks: Mapping[float, float]) -> float:
-    """``p`` in peak ~ scale**p between the two largest scales (clamped to [0, 4])."""
+    """``p`` in peak ~ scale**p between the two largest scales (clamped to [0, MAX_GROWTH])."""
     scales = sorted(s for s in peaks if s > 0)
     if len(scales) < 2:
         return UNKNOWN_GROWTH
     low, high = scales[-2], scales[-1]
     if peaks[low] <= 0.0 or peaks[high] <= 0.0:
         return 0.0 if peaks[high] <= 0.0 else UNKNOWN_GROWTH
-    return min(max(math.log(peaks[high] / peaks[low]) / math.log(high / low), 0.0), 4.0)
+    return min(max(math.log(peaks[high] / peaks[low]) / math.log(high / low), 0.0), MAX_GROWTH)
 
 
 def growth_overflow(
@@ -80,7 +83,7 @@ def growth_overflow(
             continue
         why = (
             f"grows as scale^{p:.1f}, reaches {top:.3g} at x{top_scale:g}: {predicted:.3g} for"
-            f" inputs {GROWTH_HEADROOM:g}x larger (float16 max 65504)"
+            f" inputs {GROWTH_HEADROOM:g}x larger (float16 max {FP16_MAX:g})"
         )
         producer = graph.producer.get(tensor)
         if producer is not None:
@@ -133,7 +136,7 @@ def overflow_island(
         origin = converted.origin[tensor]
         reason = f"overflow: reads {origin}, which reaches {peak(tensor):.3g} at {probe.label}"
         return {
-            consumer: reason + " (float16 max 65504)"
+            consumer: f"{reason} (float16 max {FP16_MAX:g})"
             for consumer in converted.cast_consumers[tensor]
             if consumer not in blocked
         }
@@ -151,7 +154,7 @@ def overflow_island(
             if highest is not None and peak(highest) > FP16_MAX:
                 additions[node.name] = (
                     f"overflow: output {converted.origin[highest]} reaches {peak(highest):.3g}"
-                    f" at {probe.label} (float16 max 65504)"
+                    f" at {probe.label} (float16 max {FP16_MAX:g})"
                 )
             else:
                 additions[node.name] = (

@@ -32,7 +32,3 @@ def finite_peak(values: np.ndarray) -> float:
     with np.errstate(invalid="ignore"):
         magnitudes = np.abs(values)
     return float(np.max(magnitudes, initial=0.0, where=np.isfinite(magnitudes)))
-
-
-def json_float(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None

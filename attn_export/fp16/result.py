@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..compare import cosine_similarity
+from ..compare import cosine_similarity, json_float
 from ..tolerances import FP16_MIN_COSINE as DEFAULT_MIN_COSINE
 from ..tolerances import MIN_FP16_WEIGHT_FRACTION
-from .numerics import json_float
 
 
 @dataclass

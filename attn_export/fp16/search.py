@@ -25,8 +25,10 @@ from .observe import ProbeReport, observe, peaks
 from .result import DEFAULT_MIN_COSINE, MIN_FP16_WEIGHT_FRACTION, Fp16Check, Fp16Result, check
 from .simulate import Session, simulation_model
 
+# Input scales every draw is checked at: x10 and x100 reach the overflow that unit draws hide.
 DEFAULT_SCALES = (1.0, 10.0, 100.0)
 DEFAULT_MAX_ROUNDS = 40
+LISTED_FAILURES = 3  # failing tuning checks a stop reason names (the rest are alike)
 
 
 def convert_to_fp16(
@@ -60,19 +62,14 @@ def convert_to_fp16(
     tuning_draws = resolve_draws(graph, tuning, tuning_seeds(seed), "tuning")
     check_draws = resolve_draws(graph, checks, check_seeds(seed), "check")
 
-    blocked: dict[str, str] = {name: "requested" for name in fp32_nodes}
-    for node in graph.model.graph.node:
-        if node.op_type in ALWAYS_FP32_OPS and graph.touches_float(node):
-            blocked.setdefault(
-                node.name, f"{node.op_type} stays float32 (dtype attribute / TensorRT types)"
-            )
+    blocked = _initially_blocked(graph, fp32_nodes)
     search = _Search(graph, probes(tuning_draws, scales), min_cosine, MIN_FP16_WEIGHT_FRACTION)
-    converted, tuning_checks, rounds, added_in_round, stop_reason = search.run(blocked, max_rounds)
+    last, rounds, added_in_round, stop_reason = search.run(blocked, max_rounds)
 
-    onnx.checker.check_model(converted.model, full_check=True)
+    onnx.checker.check_model(last.converted.model, full_check=True)
     fp16_elements, fp32_elements = weight_elements(graph, blocked)
     return Fp16Result(
-        model=converted.model,
+        model=last.converted.model,
         fp32_nodes=[
             {
                 "name": name,
@@ -83,8 +80,8 @@ def convert_to_fp16(
             for name in sorted(blocked, key=graph.order.__getitem__)
         ],
         fp16_weight_fraction=fp16_weight_fraction(graph, blocked),
-        checks=search.judge(probes(check_draws, scales)),
-        tuning=tuning_checks,
+        checks=search.judge(last.session, probes(check_draws, scales)),
+        tuning=last.checks,
         tuning_draws=[d.label for d in tuning_draws],
         check_draws=[d.label for d in check_draws],
         scales=[float(s) for s in scales],
@@ -95,6 +92,18 @@ def convert_to_fp16(
         notes=search.notes,
         weight_elements={"float16": fp16_elements, "float32": fp32_elements},
     )
+
+
+def _initially_blocked(graph: FloatGraph, fp32_nodes: Iterable[str]) -> dict[str, str]:
+    """The nodes float32 from the start (name -> reason): the caller's, and the ops that must
+    stay float32."""
+    blocked: dict[str, str] = {name: "requested" for name in fp32_nodes}
+    for node in graph.model.graph.node:
+        if node.op_type in ALWAYS_FP32_OPS and graph.touches_float(node):
+            blocked.setdefault(
+                node.name, f"{node.op_type} stays float32 (dtype attribute / TensorRT types)"
+            )
+    return blocked
 
 
 @dataclass
@@ -128,18 +137,20 @@ class _Search:
         self.min_weight_fraction = min_weight_fraction
         self.reference = Session(graph.model, graph.observed_tensors())
         self.peaks: list[dict[str, float]] = []  # per probe, from the first round
-        self.last: _Round | None = None
         self.exhausted: set[str] = set()  # nodes whose island cannot grow any further
         self.notes: list[str] = []  # what the search left as it is, and why
 
     def run(
         self, blocked: dict[str, str], max_rounds: int
-    ) -> tuple[Converted, list[Fp16Check], int, dict[str, int], str]:
+    ) -> tuple[_Round, int, dict[str, int], str]:
+        """Rounds until nothing is wrong on the tuning probes or nothing more can be done;
+        ``blocked`` grows in place. Returns the last round, the number of rounds that moved
+        nodes, the round each node moved in, and why the search stopped ("" when it passed)."""
         added_in_round: dict[str, int] = {}
         rounds, stop_reason = 0, ""
         while True:
             first = not self.peaks
-            state = self.last = self.round(blocked)
+            state = self.round(blocked)
             if first and max_rounds > 0:  # the growth rule needs the fp32 peaks, known now
                 growth = growth_overflow(self.graph, self.probes, self.peaks)
                 if set(growth) - set(blocked):
@@ -158,14 +169,14 @@ class _Search:
             rounds += 1
             blocked.update(additions)
             added_in_round.update({name: rounds for name in additions})
-        return state.converted, state.checks, rounds, added_in_round, stop_reason
+        return state, rounds, added_in_round, stop_reason
 
     def round(self, blocked: Mapping[str, str]) -> _Round:
         """Convert, then run the fp32 and the simulated graph on one probe at a time: every
         intermediate tensor of one probe is in memory at once, never all probes'."""
         graph = self.graph
         converted = convert(graph, blocked)
-        observed = {name: FLOAT for name in converted.float_tensors}
+        observed: dict[str, int] = {name: FLOAT for name in converted.float_tensors}
         observed.update({name: graph.elem_types[name] for name in graph.decision_outputs()})
         session = Session(simulation_model(converted.model, converted.types), observed)
         reports = []
@@ -182,13 +193,14 @@ class _Search:
         risks = [r for r in risks if r.node not in self.exhausted]
         return _Round(converted, session, reports, broken, risks)
 
-    def judge(self, check_probes: Sequence[Probe]) -> list[Fp16Check]:
-        """The last round's fp16 graph against the fp32 graph on probes the search never saw."""
+    def judge(self, simulation_session: Session, check_probes: Sequence[Probe]) -> list[Fp16Check]:
+        """A round's fp16 graph (its simulation) against the fp32 graph on probes the search
+        never saw."""
         outputs = self.graph.output_names
         checks = []
         for probe in check_probes:
             reference = self.reference.run([probe.feeds], outputs)[0]
-            simulation = self.last.session.run([probe.feeds], outputs)[0]
+            simulation = simulation_session.run([probe.feeds], outputs)[0]
             checks.append(
                 check(
                     probe.scale,
@@ -202,7 +214,8 @@ class _Search:
 
     def problems(self, state: _Round) -> str:
         """What is still wrong on the tuning probes, in a few words ("" when nothing is)."""
-        problems = [f"tuning {c.problem()}" for c in state.checks if not c.passed][:3]
+        failing = [c for c in state.checks if not c.passed]
+        problems = [f"tuning {c.problem()}" for c in failing[:LISTED_FAILURES]]
         if state.broken is not None:
             tensor, i = state.broken
             problems.append(f"{tensor} non-finite at {self.probes[i].label}")
@@ -221,11 +234,11 @@ class _Search:
         broken = state.broken or first_non_finite(converted, reports, failing, False)
         if broken is not None:
             tensor, i = broken
-            additions = overflow_island(
+            overflow = overflow_island(
                 graph, converted, blocked, tensor, self.probes[i], self.peaks[i], reports[i].broken
             )
-            if additions:
-                return additions
+            if overflow:
+                return overflow
         additions: dict[str, str] = {}
         for risk in state.risks:
             wanted = with_input_producers(

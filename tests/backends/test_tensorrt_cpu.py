@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,6 +30,7 @@ from attn_export.backends.tensorrt import (
     FLAG_WEAKLY_TYPED_FP16,
     BuiltEngine,
     EngineInfo,
+    GraphDims,
     TensorRTBackend,
     build_engine,
     build_flags,
@@ -81,10 +83,17 @@ def test_unavailable_reason_is_none_only_with_tensorrt_and_cuda():
 def test_importing_the_backend_does_not_import_tensorrt(tmp_path):
     # A stand-in `tensorrt` first on the path, so an eager import shows up even where the
     # real one is not installed (here it would otherwise fail silently or not at all).
+    # Every submodule is imported, also one the package's __init__ might not import.
     (tmp_path / "tensorrt.py").write_text("")
     code = (
-        "import sys, attn_export.backends.tensorrt\n"
-        "assert 'tensorrt' not in sys.modules, 'tensorrt was imported'\n"
+        "import importlib, pkgutil, sys\n"
+        "import attn_export.backends.tensorrt as package\n"
+        "assert 'tensorrt' not in sys.modules, 'importing the package imported tensorrt'\n"
+        "names = [m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + '.')]\n"
+        "assert names, 'no submodules found'\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "    assert 'tensorrt' not in sys.modules, f'importing {name} imported tensorrt'\n"
     )
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
@@ -176,7 +185,8 @@ def test_a_static_graph_needs_no_profile():
 
 
 def test_a_valid_profile_is_normalized_to_int_tuples():
-    profile = {"x": ([1, 64, 7, 7], (np.int64(2), 64, 14, 14), (8, 64, 28, 28))}
+    # lists and numpy ints, as a user's profile may hold them
+    profile: dict[str, Any] = {"x": ([1, 64, 7, 7], (np.int64(2), 64, 14, 14), (8, 64, 28, 28))}
     assert resolve_profile(DYNAMIC, profile) == {
         "x": ((1, 64, 7, 7), (2, 64, 14, 14), (8, 64, 28, 28))
     }
@@ -237,12 +247,13 @@ def test_profile_errors_name_the_input_in_one_line(profile, message):
 
 
 def test_every_dynamic_input_needs_its_own_entry():
-    inputs = {"q": ("batch", "tokens", 32), "k": ("batch", 49, 32)}
+    inputs: dict[str, GraphDims] = {"q": ("batch", "tokens", 32), "k": ("batch", 49, 32)}
     q_only = {"q": ((1, 1, 32), (2, 49, 32), (4, 196, 32))}
     with pytest.raises(UsageError, match="input 'k' has dynamic dims \\(batch, 49, 32\\)"):
         resolve_profile(inputs, q_only)
     both = {**q_only, "k": ((1, 49, 32), (2, 49, 32), (4, 49, 32))}
-    assert set(resolve_profile(inputs, both)) == {"q", "k"}
+    resolved = resolve_profile(inputs, both)
+    assert resolved is not None and set(resolved) == {"q", "k"}
 
 
 @pytest.mark.parametrize(
@@ -253,7 +264,8 @@ def test_every_dynamic_input_needs_its_own_entry():
         ((3, 64, 10, 21), None),
         (
             (9, 64, 7, 7),
-            "input 'x' shape (9, 64, 7, 7) is outside the engine's profile: min (1, 64, 7, 7), max (8, 64, 28, 28)",
+            "input 'x' shape (9, 64, 7, 7) is outside the engine's profile:"
+            " min (1, 64, 7, 7), max (8, 64, 28, 28)",
         ),
         ((2, 64, 6, 7), "input 'x' shape (2, 64, 6, 7) is outside the engine's profile"),
         ((2, 32, 7, 7), "input 'x' shape (2, 32, 7, 7) is outside the engine's profile"),
@@ -280,7 +292,7 @@ def test_a_static_input_says_which_shape_it_expects():
 
 # ----------------------------------------------------------------------------- cache key, manifest
 
-KEY_BASE = {
+KEY_BASE: dict[str, Any] = {
     "onnx_sha256": "a" * 64,
     "trt_version": "10.13.3.9",
     "gpu_name": "NVIDIA L4",

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
+import onnx
 import pytest
 import torch
 
 from attn_export import modules
+from attn_export.backends.tensorrt import tensorrt_unavailable_reason
+from tests.builders import assert_file_matches, build_registered
+from tests.conftest import read_manifest
 
 
 def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
@@ -20,8 +24,8 @@ def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
         assert any(line.strip().startswith(step) and " s " in line for line in lines), (
             f"no timed {step} line"
         )
-    onnx_file, manifest_file = tmp_path / "out" / "cbam.onnx", tmp_path / "out" / "cbam.json"
-    manifest = json.loads(manifest_file.read_text())
+    onnx_file = tmp_path / "out" / "cbam.onnx"
+    manifest = read_manifest(tmp_path / "out", "cbam")
     assert manifest["module"] == "cbam" and manifest["class"] == "CBAMBlock"
     assert manifest["kwargs"] == {"channel": 512, "reduction": 16, "kernel_size": 7}
     assert manifest["inputs"] == [{"name": "input", "shape": [1, 512, 7, 7], "dtype": "float32"}]
@@ -32,69 +36,45 @@ def test_main_job_writes_verified_onnx_and_manifest(cli, tmp_path):
     for package in ("torch", "onnx", "onnxruntime", "onnxsim"):
         assert manifest["versions"][package]
     checks = manifest["checks"]
-    assert len(checks) == 4 and all(
-        c["draw"].startswith("fresh") for c in checks
-    )  # never the traced input
+    assert len(checks) == 4 and all(c["draw"].startswith("fresh") for c in checks)  # never traced
     for check in checks:
-        assert {
-            "backend",
-            "draw",
-            "max_abs_err",
-            "worst_nrmse",
-            "atol",
-            "rtol",
-            "max_nrmse",
-            "passed",
-        } <= set(check)
-        assert (
-            check["passed"]
-            and check["atol"] == 1e-4
-            and check["rtol"] == 1e-4
-            and check["worst_nrmse"] < 1e-3
-        )
+        assert {"backend", "draw", "max_abs_err", "worst_nrmse"} <= set(check)
+        assert {"atol", "rtol", "max_nrmse", "passed"} <= set(check)
+        assert check["passed"] and check["atol"] == 1e-4 and check["rtol"] == 1e-4
+        assert check["worst_nrmse"] < 1e-3
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], (
         "temporary files left behind"
     )
 
 
+def test_same_module_same_weights_gives_byte_identical_onnx(cli, tmp_path):
+    for folder in ("a", "b"):
+        run = cli("cbam", "--out", folder)
+        assert run.returncode == 0, run.stderr
+    first, second = (read_manifest(tmp_path / folder, "cbam") for folder in ("a", "b"))
+    graphs = [(tmp_path / folder / "cbam.onnx").read_bytes() for folder in ("a", "b")]
+    assert graphs[0] == graphs[1]
+    assert first["onnx"]["sha256"] == second["onnx"]["sha256"]
+    # The manifest holds what reproduces the file: module, kwargs, seed, opset, versions.
+    for key in ("module", "kwargs", "seed", "inputs", "versions"):
+        assert first[key] == second[key]
+    other_seed = cli("cbam", "--out", "c", "--seed", "1")
+    assert other_seed.returncode == 0
+    assert read_manifest(tmp_path / "c", "cbam")["onnx"]["sha256"] != first["onnx"]["sha256"]
+
+
 def test_user_weights_with_other_arguments_and_shape(cli, tmp_path):
-    torch.manual_seed(123)
-    model = modules.create_module("se", channel=64)
+    model = build_registered("se", weight_seed=123, channel=64)
     torch.save(model.state_dict(), tmp_path / "w.pt")
     run = cli("se", "--weights", "w.pt", "--set", "channel=64", "--shape", "2,64,5,9", "--out", "o")
     assert run.returncode == 0, run.stdout + run.stderr
-    manifest = json.loads((tmp_path / "o" / "se.json").read_text())
+    manifest = read_manifest(tmp_path / "o", "se")
     assert manifest["kwargs"]["channel"] == 64
     assert manifest["inputs"][0]["shape"] == [2, 64, 5, 9]
-    assert (
-        manifest["weights"]["sha256"]
-        == hashlib.sha256((tmp_path / "w.pt").read_bytes()).hexdigest()
-    )
+    weights_sha = hashlib.sha256((tmp_path / "w.pt").read_bytes()).hexdigest()
+    assert manifest["weights"]["sha256"] == weights_sha
     # The exported graph computes the user's trained module, not the seeded initial one.
-    import numpy as np
-    import onnxruntime as ort
-
-    x = np.random.default_rng(5).standard_normal((2, 64, 5, 9), dtype=np.float32)
-    (graph_out,) = ort.InferenceSession(str(tmp_path / "o" / "se.onnx")).run(None, {"input": x})
-    with torch.no_grad():
-        expected = model.eval()(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(graph_out, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_weights_saved_from_data_parallel_load_as_they_are(tmp_path):
-    from attn_export.weights import load_weights
-
-    torch.manual_seed(3)
-    trained = modules.create_module("se", channel=32)
-    torch.save(
-        torch.nn.DataParallel(trained).state_dict(), tmp_path / "dp.pt"
-    )  # every key under `module.`
-    fresh = modules.create_module("se", channel=32)
-    load_weights(fresh, tmp_path / "dp.pt")
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(fresh.state_dict().values(), trained.state_dict().values())
-    )
+    assert_file_matches(tmp_path / "o" / "se.onnx", model, (2, 64, 5, 9), seed=5, tol=1e-5)
 
 
 def test_safetensors_weights(cli, tmp_path):
@@ -152,8 +132,6 @@ def test_help_documents_exit_codes(cli):
 
 
 def test_trt_without_tensorrt_keeps_verified_onnx_and_exits_3(cli, tmp_path):
-    from attn_export.backends.tensorrt import tensorrt_unavailable_reason
-
     reason = tensorrt_unavailable_reason()
     if reason is None:
         pytest.skip("TensorRT and CUDA are present here; tests/gpu/test_gpu.py covers --trt")
@@ -162,18 +140,15 @@ def test_trt_without_tensorrt_keeps_verified_onnx_and_exits_3(cli, tmp_path):
     message = (run.stdout + run.stderr).strip().splitlines()[-1]
     assert "no TensorRT engine built" in message and "Traceback" not in run.stderr
     assert (tmp_path / "o" / "cbam.onnx").exists()
-    manifest = json.loads((tmp_path / "o" / "cbam.json").read_text())
+    manifest = read_manifest(tmp_path / "o", "cbam")
     assert manifest["tensorrt"]["status"] == "not run" and manifest["tensorrt"]["reason"] == reason
     assert not (tmp_path / "o" / "cbam.engine").exists()
 
 
 def test_fp16_graph_is_written_with_its_islands_and_checked(cli, tmp_path):
-    import onnx
-
     run = cli("simam", "--fp16", "--out", "o")
     assert run.returncode == 0, run.stdout + run.stderr
-    manifest = json.loads((tmp_path / "o" / "simam.json").read_text())
-    fp16 = manifest["fp16"]
+    fp16 = read_manifest(tmp_path / "o", "simam")["fp16"]
     assert fp16["passed"] and fp16["trt_parser_check"]["passed"]
     assert {c["scale"] for c in fp16["checks"]} == {1, 10, 100}
     assert fp16["fp32_nodes"], "simam overflows float16 at x100; its island must be listed"

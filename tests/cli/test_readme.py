@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from attn_export import modules
 from attn_export.cli import zoo_table
+from tests.conftest import ROOT
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = ROOT / "README.md"
 START, END = "<!-- zoo table: attn-export list --markdown -->", "<!-- end of zoo table -->"
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
+
 DOCKERFILES = {
     "cpu": ROOT / "docker" / "Dockerfile.cpu",
     "trt": ROOT / "docker" / "Dockerfile.trt",

@@ -1,4 +1,5 @@
-"""The comparator: tolerance arithmetic, the scale-free rule, NaN/Inf, shape mismatches, one raise."""
+"""The comparator: tolerance arithmetic, the scale-free rule, NaN/Inf, shape mismatches, one
+raise."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
-"""Dynamic shapes: symbolic axes in the graph, the min/opt/max profile, verification at its corners."""
+"""Dynamic shapes: symbolic axes in the graph, the min/opt/max profile, verification at its
+corners."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -14,22 +10,15 @@ import attn_export
 from attn_export import modules
 from attn_export.dynamic import profile_points, resolve_profiles
 from attn_export.errors import UsageError, VerificationError
-from attn_export.parsing import AXES
-
-
-def graph_dims(path) -> dict:
-    model = onnx.load(str(path))
-    return {
-        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
-        for i in model.graph.input
-    }
+from tests.builders import assert_file_matches, input_dims
+from tests.conftest import read_manifest
 
 
 def test_cbam_with_a_symbolic_batch_runs_at_1_3_and_8(cli, tmp_path):
     run = cli("cbam", "--shape", "1,512,7,7", "--dynamic", "batch", "--out", "out")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert graph_dims(tmp_path / "out" / "cbam.onnx") == {"input": ["batch", 512, 7, 7]}
-    manifest = json.loads((tmp_path / "out" / "cbam.json").read_text())
+    assert input_dims(tmp_path / "out" / "cbam.onnx") == {"input": ["batch", 512, 7, 7]}
+    manifest = read_manifest(tmp_path / "out", "cbam")
     assert manifest["inputs"][0]["dynamic"] == {
         "name": "input",
         "dynamic_axes": {"0": "batch"},
@@ -44,14 +33,8 @@ def test_cbam_with_a_symbolic_batch_runs_at_1_3_and_8(cli, tmp_path):
 def test_a_dynamic_graph_matches_torch_at_sizes_it_was_never_checked_at(tmp_path):
     result = attn_export.export("se", shapes=[(2, 512, 7, 7)], out_dir=tmp_path, dynamic="batch")
     model = result.runners["built"].module
-    session = ort.InferenceSession(str(result.onnx_path))
     for batch in (2, 5, 16):
-        x = np.random.default_rng(batch).standard_normal((batch, 512, 7, 7), dtype=np.float32)
-        (got,) = session.run(None, {"input": x})
-        with torch.no_grad():
-            np.testing.assert_allclose(
-                got, model(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=1e-4
-            )
+        assert_file_matches(result.onnx_path, model, (batch, 512, 7, 7), seed=batch, tol=1e-4)
 
 
 def test_spatial_axes_with_a_given_profile(tmp_path):
@@ -64,7 +47,7 @@ def test_spatial_axes_with_a_given_profile(tmp_path):
         min_shapes=[(1, 64, 4, 4)],
         max_shapes=[(4, 64, 16, 12)],
     )
-    assert graph_dims(result.onnx_path) == {"input": ["batch", 64, "height", "width"]}
+    assert input_dims(result.onnx_path) == {"input": ["batch", 64, "height", "width"]}
     points = {
         d["point"]: d["shapes"][0]
         for d in result.manifest["draws"]["verify"]
@@ -85,9 +68,8 @@ def test_an_axis_the_math_fixes_is_a_usage_error_that_says_why(cli):
 def test_a_batch_baked_into_a_reshape_fails_verification(tmp_path):
     class Baked(torch.nn.Module):
         def forward(self, x):
-            batch = int(
-                x.shape[0]
-            )  # a Python int: the tracer freezes the export batch into the graph
+            # a Python int: the tracer freezes the export batch into the graph
+            batch = int(x.shape[0])
             return torch.softmax(x.reshape(batch, 8, -1), -1).reshape(batch, 8, 4, 4)
 
     with pytest.raises(VerificationError, match="at min|at max|at between"):
@@ -120,11 +102,7 @@ def test_default_profile_and_points():
         multiple=2,
         given={},
     )
-    assert (
-        profile.min == (1, 64, 4, 8)
-        and profile.opt == (2, 64, 8, 8)
-        and profile.max == (8, 64, 16, 8)
-    )
+    assert (profile.min, profile.opt, profile.max) == ((1, 64, 4, 8), (2, 64, 8, 8), (8, 64, 16, 8))
     points = dict(profile_points([profile], [(2, 64, 8, 8)], ["input"], multiple=2))
     between = points["between"][0]
     assert between[0] == 3 and between[2] % 2 == 0 and 8 < between[2] < 16
@@ -132,7 +110,3 @@ def test_default_profile_and_points():
         resolve_profiles(
             ["input"], [(2, 64, 8, 8)], ["tokens"], [{"batch": 0, "height": 2, "width": 3}], 1, {}
         )
-
-
-def test_the_cli_parser_knows_the_registry_axes():
-    assert AXES == modules.DYNAMIC_AXES

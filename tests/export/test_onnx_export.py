@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attn_export import modules
+from attn_export import modules, onnx_export
 from attn_export.compare import compare
 from attn_export.errors import VerificationError
-from attn_export.onnx_export import DYNAMO_MIN_OPSET, export_to_onnx, input_names_for
+from attn_export.onnx_export import (
+    DYNAMO_MIN_OPSET,
+    ExportedGraph,
+    export_to_onnx,
+    input_names_for,
+)
 from attn_export.tolerances import FP32, Tolerance
+from tests.builders import build_registered, input_dims, ort_outputs
 
 SMALL_TOL = 1e-5
 ZOO_TOL = 1e-4
@@ -89,7 +96,14 @@ def source_line(cls: type, snippet: str) -> str:
     """``file.py:N`` of the first line of ``cls``'s source containing ``snippet``."""
     lines, start = inspect.getsourcelines(cls)
     offset = next(i for i, line in enumerate(lines) if snippet in line)
-    return f"{inspect.getsourcefile(cls).rsplit('/', 1)[-1]}:{start + offset}"
+    source = inspect.getsourcefile(cls)
+    assert source is not None
+    return f"{Path(source).name}:{start + offset}"
+
+
+def export(module: nn.Module, example: torch.Tensor, **options: Any) -> ExportedGraph:
+    """``module`` exported at ``example``, its one input named ``input``, its output ``output``."""
+    return export_to_onnx(module, (example,), ["input"], ["output"], **options)
 
 
 def flat_outputs(value) -> list[np.ndarray]:
@@ -98,16 +112,12 @@ def flat_outputs(value) -> list[np.ndarray]:
     return [array for item in value for array in flat_outputs(item)]
 
 
-def onnxruntime_outputs(
-    model, names: Sequence[str], arrays: Sequence[np.ndarray]
-) -> list[np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    graph_inputs = {i.name for i in session.get_inputs()}
-    return session.run(None, {n: a for n, a in zip(names, arrays) if n in graph_inputs})
-
-
 def assert_matches_torch(
-    graph, module: nn.Module, shapes: Sequence[tuple[int, ...]], tol: tuple[float, float], seed: int
+    graph: ExportedGraph,
+    module: nn.Module,
+    shapes: Sequence[tuple[int, ...]],
+    tol: tuple[float, float],
+    seed: int,
 ) -> None:
     """allclose per element, and the scale-free nrmse bound (a zero or constant graph fails even
     where the outputs are smaller than atol)."""
@@ -115,38 +125,26 @@ def assert_matches_torch(
     inputs = [torch.randn(s, generator=generator) for s in shapes]
     with torch.no_grad():
         expected = flat_outputs(module(*inputs))
-    actual = onnxruntime_outputs(
-        graph.model, input_names_for(len(shapes)), [t.numpy() for t in inputs]
-    )
+    feeds = {n: t.numpy() for n, t in zip(input_names_for(len(shapes)), inputs)}
+    actual = ort_outputs(graph.model, feeds)
     check = compare("onnxruntime", expected, actual, Tolerance(*tol, max_nrmse=FP32.max_nrmse))
     assert check.passed, "; ".join(check.failures())
-
-
-def symbolic_dims(model) -> dict:
-    return {
-        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
-        for i in model.graph.input
-    }
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_each_exporter_matches_torch_on_onnxruntime(exporter):
     torch.manual_seed(0)
     module = SpatialAttention().eval()
-    graph = export_to_onnx(
-        module, (torch.randn(2, 8, 5, 6),), ["input"], ["output"], exporter=exporter
-    )
+    graph = export(module, torch.randn(2, 8, 5, 6), exporter=exporter)
     assert graph.exporter == exporter and graph.fallback == ""
     assert {n.domain for n in graph.model.graph.node} <= {""} and not graph.model.functions
-    assert symbolic_dims(graph.model) == {"input": [2, 8, 5, 6]}
+    assert input_dims(graph.model) == {"input": [2, 8, 5, 6]}
     assert_matches_torch(graph, module, [(2, 8, 5, 6)], (SMALL_TOL, SMALL_TOL), seed=1)
 
 
 def test_auto_falls_back_to_dynamo_quietly_on_pad_then_unfold(capfd):
     capfd.readouterr()
-    graph = export_to_onnx(
-        HaloWindows(), (torch.randn(1, 4, 12, 12),), ["input"], ["output"], exporter="auto"
-    )
+    graph = export(HaloWindows(), torch.randn(1, 4, 12, 12), exporter="auto")
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert graph.exporter == "dynamo"
@@ -158,86 +156,57 @@ def test_auto_falls_back_to_dynamo_quietly_on_pad_then_unfold(capfd):
 def test_torchscript_failure_is_one_quiet_line_naming_operator_and_source(capfd):
     capfd.readouterr()
     with pytest.raises(VerificationError) as caught:
-        export_to_onnx(
-            HaloWindows(),
-            (torch.randn(1, 4, 12, 12),),
-            ["input"],
-            ["output"],
-            exporter="torchscript",
-        )
+        export(HaloWindows(), torch.randn(1, 4, 12, 12), exporter="torchscript")
     assert capfd.readouterr() == ("", "")  # the ~30-600 line TorchScript IR dump is swallowed
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("the TorchScript exporter cannot export aten::unfold (")
-    assert (
-        f"({source_line(HaloWindows, 'padded.unfold')}: windows = padded.unfold(2, 8, 4)" in message
-    )
+    where = source_line(HaloWindows, "padded.unfold")
+    assert f"({where}: windows = padded.unfold(2, 8, 4)" in message
     assert message.endswith("): input size not accessible")
 
 
 def test_data_dependent_branch_warns_with_the_users_line():
-    graph = export_to_onnx(
-        DataDependentBranch(),
-        (torch.rand(1, 4, 6, 6),),
-        ["input"],
-        ["output"],
-        exporter="torchscript",
-    )
+    graph = export(DataDependentBranch(), torch.rand(1, 4, 6, 6), exporter="torchscript")
     where = source_line(DataDependentBranch, "if x.mean() > 0")
     (line,) = [w for w in graph.warnings if "TracerWarning" in w]
-    assert (
-        "Converting a tensor to a Python boolean" in line and f"({where}: if x.mean() > 0:)" in line
-    )
-    assert "\n" not in line
+    assert "Converting a tensor to a Python boolean" in line
+    assert f"({where}: if x.mean() > 0:)" in line and "\n" not in line
 
 
 def test_dynamo_failure_names_the_users_line():
     with pytest.raises(VerificationError) as caught:
-        export_to_onnx(
-            DataDependentBranch(),
-            (torch.rand(1, 4, 6, 6),),
-            ["input"],
-            ["output"],
-            exporter="dynamo",
-        )
+        export(DataDependentBranch(), torch.rand(1, 4, 6, 6), exporter="dynamo")
     message = str(caught.value)
     assert "\n" not in message and message.startswith("the dynamo exporter failed (")
-    assert (
-        source_line(DataDependentBranch, "if x.mean() > 0") in message
-        and "data-dependent" in message
-    )
+    where = source_line(DataDependentBranch, "if x.mean() > 0")
+    assert where in message and "data-dependent" in message
 
 
 def test_dynamo_constraint_violation_names_the_dim():
     with pytest.raises(VerificationError) as caught:
-        export_to_onnx(
+        export(
             FixedBatchView(),
-            (torch.randn(2, 4, 6, 6),),
-            ["input"],
-            ["output"],
+            torch.randn(2, 4, 6, 6),
             exporter="dynamo",
             dynamic_axes={"input": {0: "batch"}},
         )
-    assert (
-        str(caught.value)
-        == "the dynamo exporter cannot keep 'batch' dynamic: the model specialises it to 2"
+    assert str(caught.value) == (
+        "the dynamo exporter cannot keep 'batch' dynamic: the model specialises it to 2"
     )
 
 
 def test_auto_reports_both_failures_in_one_line(capfd):
     capfd.readouterr()
     with pytest.raises(VerificationError) as caught:
-        export_to_onnx(
-            NeedsThreeChannels(), (torch.randn(1, 4, 6, 6),), ["input"], ["output"], exporter="auto"
-        )
+        export(NeedsThreeChannels(), torch.randn(1, 4, 6, 6), exporter="auto")
     assert capfd.readouterr() == ("", "")
     message = str(caught.value)
     where = source_line(NeedsThreeChannels, "raise ValueError")
     assert "\n" not in message
     assert message.startswith(f"the TorchScript exporter failed ({where}")
-    assert f"; then the dynamo exporter failed ({where}" in message and message.endswith(
-        "expects 3 channels"
-    )
+    assert f"; then the dynamo exporter failed ({where}" in message
+    assert message.endswith("expects 3 channels")
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
@@ -245,50 +214,31 @@ def test_dynamic_axes_are_named_symbols_and_run_at_other_sizes(exporter):
     torch.manual_seed(0)
     module = SpatialAttention().eval()
     axes = {"input": {0: "batch", 2: "height"}}
-    graph = export_to_onnx(
-        module,
-        (torch.randn(1, 8, 5, 6),),
-        ["input"],
-        ["output"],
-        exporter=exporter,
-        dynamic_axes=axes,
-    )
+    graph = export(module, torch.randn(1, 8, 5, 6), exporter=exporter, dynamic_axes=axes)
     assert graph.exporter == exporter
-    assert symbolic_dims(graph.model) == {"input": ["batch", 8, "height", 6]}
+    assert input_dims(graph.model) == {"input": ["batch", 8, "height", 6]}
     for seed, shape in enumerate([(1, 8, 5, 6), (3, 8, 5, 6), (3, 8, 9, 6)]):
         assert_matches_torch(graph, module, [shape], (SMALL_TOL, SMALL_TOL), seed=seed)
 
 
+def default_opset(graph: ExportedGraph) -> int:
+    """The version of the default ONNX domain the graph imports."""
+    return {o.domain: o.version for o in graph.model.opset_import}[""]
+
+
 def test_dynamo_below_opset_18_exports_at_18_and_says_so():
-    graph = export_to_onnx(
-        SpatialAttention().eval(),
-        (torch.randn(1, 8, 4, 4),),
-        ["input"],
-        ["output"],
-        opset=17,
-        exporter="dynamo",
-    )
-    default_domain = {o.domain: o.version for o in graph.model.opset_import}[""]
-    assert graph.opset == default_domain == DYNAMO_MIN_OPSET
+    example = torch.randn(1, 8, 4, 4)
+    graph = export(SpatialAttention().eval(), example, opset=17, exporter="dynamo")
+    assert graph.opset == default_opset(graph) == DYNAMO_MIN_OPSET
     assert any("opset" in w and "18" in w and "17" in w for w in graph.warnings)
-    torchscript = export_to_onnx(
-        SpatialAttention().eval(),
-        (torch.randn(1, 8, 4, 4),),
-        ["input"],
-        ["output"],
-        opset=17,
-        exporter="torchscript",
-    )
-    assert (
-        torchscript.opset == {o.domain: o.version for o in torchscript.model.opset_import}[""] == 17
-    )
+    torchscript = export(SpatialAttention().eval(), example, opset=17, exporter="torchscript")
+    assert torchscript.opset == default_opset(torchscript) == 17
 
 
 @pytest.mark.parametrize("name", modules.list_modules())
 def test_zoo_module_exports_with_dynamo_and_matches_torch(name):
     spec = modules.get_spec(name)
-    torch.manual_seed(0)
-    module = spec.create().eval()
+    module = build_registered(name, weight_seed=0)
     example = tuple(torch.randn(s) for s in spec.shapes)
     names = input_names_for(len(spec.shapes))
     graph = export_to_onnx(module, example, names, exporter="dynamo")
@@ -300,15 +250,10 @@ def test_zoo_module_exports_with_dynamo_and_matches_torch(name):
     assert_matches_torch(graph, module, spec.shapes, tol, seed=1)
 
 
-def test_unsimplified_dynamo_graph_is_as_clean_as_torchscripts():
-    graph = export_to_onnx(
-        SpatialAttention().eval(),
-        (torch.randn(1, 8, 4, 4),),
-        ["input"],
-        ["output"],
-        exporter="dynamo",
-        simplify=False,
-    )
+def test_unsimplified_dynamo_graph_is_as_clean_as_torchscripts(monkeypatch):
+    # the graph as the exporter's clean-up leaves it, before onnxsim could hide anything
+    monkeypatch.setattr(onnx_export, "simplify_graph", lambda model, label: model)
+    graph = export(SpatialAttention().eval(), torch.randn(1, 8, 4, 4), exporter="dynamo")
     model = graph.model
     assert not model.functions and {n.domain for n in model.graph.node} <= {""}
     assert [o.domain for o in model.opset_import] == [""]
@@ -319,11 +264,8 @@ def test_unsimplified_dynamo_graph_is_as_clean_as_torchscripts():
 
 def test_dynamo_keeps_a_divisible_dim_symbolic_and_says_what_it_assumes():
     axes = {"input": {0: "batch", 2: "height"}}
-    graph = export_to_onnx(
-        PairsOfRows(), (torch.randn(1, 3, 4, 5),), ["input"], ["output"],
-        exporter="dynamo", dynamic_axes=axes,
-    )  # fmt: skip
-    assert symbolic_dims(graph.model) == {"input": ["batch", 3, "height", 5]}
+    graph = export(PairsOfRows(), torch.randn(1, 3, 4, 5), exporter="dynamo", dynamic_axes=axes)
+    assert input_dims(graph.model) == {"input": ["batch", 3, "height", 5]}
     assert any("height = 2*_height" in w for w in graph.warnings)
     for seed, shape in enumerate([(1, 3, 4, 5), (3, 3, 10, 5)]):
         assert_matches_torch(graph, PairsOfRows(), [shape], (SMALL_TOL, SMALL_TOL), seed=seed)

@@ -1,4 +1,4 @@
-"""``--shape`` and ``--set`` parsers, with hypothesis."""
+"""``--shape`` and ``--set`` parsers, with hypothesis; ``--dynamic``'s axis names."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from attn_export import modules
 from attn_export.errors import UsageError
-from attn_export.parsing import MAX_DIM, parse_assignment, parse_shape, parse_value
+from attn_export.parsing import AXES, MAX_DIM, parse_assignment, parse_shape, parse_value
 
 dims = st.lists(st.integers(1, MAX_DIM), min_size=1, max_size=6)
 
@@ -89,3 +90,7 @@ def test_assignment(key, number):
 def test_bad_assignments(text):
     with pytest.raises(UsageError):
         parse_assignment(text)
+
+
+def test_the_cli_parser_knows_the_registry_axes():
+    assert AXES == modules.DYNAMIC_AXES

@@ -17,10 +17,9 @@ import torch
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-from attn_export import modules
 from attn_export.errors import UsageError
-from attn_export.onnx_export import export_to_onnx, input_names_for
 from attn_export.trt_check import (
+    DYNAMIC_RULES,
     EXPORT_SHAPES_KEY,
     CheckReport,
     check_model,
@@ -28,6 +27,7 @@ from attn_export.trt_check import (
     load_op_table,
     record_export_shapes,
 )
+from tests.builders import build_registered, export_module, export_registered
 
 
 def tensor(name: str, elem_type: int = T.FLOAT, shape: Sequence[int] | None = (1, 4, 8, 8)):
@@ -386,10 +386,7 @@ def test_clean_conv_relu_matmul_softmax_passes():
 
 
 def test_cbam_export_passes():
-    spec = modules.get_spec("cbam")
-    inputs = tuple(torch.randn(*shape) for shape in spec.shapes)
-    exported = export_to_onnx(modules.create_module("cbam"), inputs, input_names_for(len(inputs)))
-    assert_clean(exported.model)
+    assert_clean(export_registered("cbam"))
 
 
 def test_report_is_json_and_one_line_per_finding():
@@ -435,10 +432,8 @@ def test_damaged_onnx_files_are_usage_errors(tmp_path):
     file or says in one line that it cannot (a flipped byte in a name once gave a TypeError)."""
     from tests.conftest import damaged_copies
 
-    torch.manual_seed(0)
-    module = modules.create_module("self_attention", d_model=32, d_k=32, d_v=32, h=2).eval()
-    inputs = tuple(torch.randn(1, 4, 32) for _ in range(3))
-    original = export_to_onnx(module, inputs, input_names_for(3)).model.SerializeToString()
+    module = build_registered("self_attention", d_model=32, d_k=32, d_v=32, h=2)
+    original = export_module(module, [(1, 4, 32)] * 3).SerializeToString()
     blobs = damaged_copies(original, seed=7, random_blobs=40, truncated=40, flipped=120)
     assert b"MatMul" in original
     blobs.append(
@@ -457,15 +452,6 @@ def test_damaged_onnx_files_are_usage_errors(tmp_path):
 
 
 # --- dynamic dims: sizes baked into a graph whose inputs are symbolic ----------------------
-DYNAMIC_RULES = {
-    "baked-dynamic-dim",
-    "dynamic-dim-dropped",
-    "dynamic-dim-fixed",
-    "breaks-at-other-size",
-    "static-output",
-}
-
-
 class BatchBakedView(torch.nn.Module):
     """``x.view(2, C, -1)``: the export batch written into the graph as a constant."""
 
@@ -486,32 +472,11 @@ class LearnedPositions(torch.nn.Module):
 
 
 def export_dynamic(
-    module: torch.nn.Module, shape: Sequence[int], axes: dict, record: bool = True
+    module: torch.nn.Module, shape: Sequence[int], axes: dict[int, str], record: bool = True
 ) -> onnx.ModelProto:
-    """TorchScript export with symbolic ``axes`` of input 0 (as ``--dynamic`` will), onnxsim,
-    and the export shapes recorded in the metadata."""
-    import io
-    import warnings
-
-    import onnxsim
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (torch.randn(*shape),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": axes, "output": {0: axes[0]}} if 0 in axes else {"input": axes},
-        )
-    model, ok = onnxsim.simplify(
-        onnx.load_from_string(buffer.getvalue()), certify=False, skipped_optimizers=["fuse_qkv"]
-    )
-    assert ok
+    """``module`` exported as the pipeline exports it, symbolic along ``axes`` of its one
+    input, with the export shapes recorded in the metadata (``record``)."""
+    model = export_module(module, [shape], dynamic_axes=axes)
     if record:
         record_export_shapes(model, {"input": list(shape)})
     return model
@@ -557,7 +522,7 @@ def test_batch_baked_into_a_view_is_caught_without_export_shapes():
 
 def test_cbam_exported_with_symbolic_batch_and_size_is_clean():
     model = export_dynamic(
-        modules.create_module("cbam"), (2, 512, 7, 7), {0: "batch", 2: "height", 3: "width"}
+        build_registered("cbam"), (2, 512, 7, 7), {0: "batch", 2: "height", 3: "width"}
     )
     report = assert_clean(model)
     assert [d.symbol for d in report.dynamic_dims] == ["batch", "height", "width"]
@@ -663,12 +628,17 @@ def test_a_split_that_lost_the_symbol_breaks_at_another_batch():
     )
 
 
-def test_export_shapes_are_checked_against_the_graph():
-    model = make(
+def batch_relu() -> onnx.ModelProto:
+    """Relu of a (batch, 4) input: one symbolic dim, nothing that could fix it."""
+    return make(
         [helper.make_node("Relu", ["x"], ["y"])],
         [symbolic("x", ["batch", 4])],
         [symbolic("y", ["batch", 4])],
     )
+
+
+def test_export_shapes_are_checked_against_the_graph():
+    model = batch_relu()
     with pytest.raises(
         UsageError,
         match="export shape \\(2, 5\\) of 'x' does not fit its graph shape \\(batch, 4\\)",
@@ -682,11 +652,7 @@ def test_export_shapes_are_checked_against_the_graph():
 
 @pytest.mark.parametrize("value", ["not json", '{"x": [2]}', '["x"]'])
 def test_unreadable_export_shapes_in_the_metadata_only_warn(value):
-    model = make(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [symbolic("x", ["batch", 4])],
-        [symbolic("y", ["batch", 4])],
-    )
+    model = batch_relu()
     model.metadata_props.add(key=EXPORT_SHAPES_KEY, value=value)
     report = check_model(model)
     assert rules(report) == {"export-shapes-unreadable"} and report.passed
@@ -694,11 +660,7 @@ def test_unreadable_export_shapes_in_the_metadata_only_warn(value):
 
 
 def test_record_export_shapes_replaces_the_previous_record():
-    model = make(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [symbolic("x", ["batch", 4])],
-        [symbolic("y", ["batch", 4])],
-    )
+    model = batch_relu()
     record_export_shapes(model, {"x": [2, 4]})
     record_export_shapes(model, {"x": [3, 4]})
     entries = [p for p in model.metadata_props if p.key == EXPORT_SHAPES_KEY]

@@ -8,14 +8,10 @@ the float weights (elements) in float16, for every weight seed tried.
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto
 
 from attn_export import modules
@@ -27,26 +23,12 @@ from attn_export.fp16 import (
     Fp16Result,
     convert_to_fp16,
 )
-from attn_export.onnx_export import export_to_onnx, input_names_for
+from tests.builders import export_registered, ort_outputs
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 WEIGHT_SEEDS = (0, 1)  # the registry-wide stability test
 ISSUE_WEIGHT_SEEDS = (0, 1, 3)  # seed 3 left biformer 31% float16 before the margin rule
 SMALL_SIDE = 14  # the stability test's spatial size where the registry leaves it free
-
-
-def export_registered(
-    name: str, weight_seed: int = 0, shapes: Sequence[tuple[int, ...]] | None = None
-) -> onnx.ModelProto:
-    """The registered module with weights drawn from ``weight_seed``, exported at ``shapes``
-    (default: the registry's)."""
-    spec = modules.get_spec(name)
-    torch.manual_seed(weight_seed)
-    module = spec.create().eval()
-    inputs = tuple(torch.randn(*s) for s in (shapes or spec.shapes))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return export_to_onnx(module, inputs, input_names_for(len(inputs))).model
 
 
 def small_shapes(spec: modules.ModuleSpec) -> list:
@@ -62,11 +44,6 @@ def small_shapes(spec: modules.ModuleSpec) -> list:
                 shape[axes[axis]] = min(shape[axes[axis]], side)
         shapes.append(tuple(shape))
     return shapes
-
-
-def run_ort(model: onnx.ModelProto, feeds) -> list:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
 
 
 def assert_good_fp16_graph(name: str, fp32_model: onnx.ModelProto, result: Fp16Result) -> None:
@@ -91,7 +68,7 @@ def assert_good_fp16_graph(name: str, fp32_model: onnx.ModelProto, result: Fp16R
         for v in fp32_model.graph.input
     }
     for fp16_out, fp32_out in zip(
-        run_ort(result.model, feeds), run_ort(fp32_model, feeds), strict=True
+        ort_outputs(result.model, feeds), ort_outputs(fp32_model, feeds), strict=True
     ):
         assert cosine_similarity(fp16_out, fp32_out) >= DEFAULT_MIN_COSINE
 

@@ -4,27 +4,28 @@ GPU tests carry the ``gpu`` marker and skip, with the reason from
 ``tensorrt_unavailable_reason()``, where TensorRT or a CUDA device is missing; with
 ``ATTN_EXPORT_REQUIRE_GPU=1`` (the GPU CI job) a missing TensorRT or CUDA fails the run
 instead. The CPU side of the same backend (arguments, profiles, shape checks, cache keys)
-is tested everywhere in ``tests/backends/test_tensorrt_cpu.py``. ``make test-gpu`` runs them; expect
-tens of minutes for the whole zoo on one GPU (two engine builds per module; the timing
-cache only lives for the session).
+is tested everywhere in ``tests/backends/test_tensorrt_cpu.py``. ``make test-gpu`` runs
+them; expect tens of minutes for the whole zoo on one GPU (two engine builds per module;
+the timing cache only lives for the session).
 
-For every registered module at its registry kwargs and input shapes: export with ``export_to_onnx``,
-then compare with PyTorch run on the same GPU (TF32 off in torch too) on the same
-standard-normal inputs:
-- an fp32 engine (TF32 off) within ``tolerances.TENSORRT["fp32"]`` (atol = rtol = 1e-3, nrmse <= 1.4e-2),
+For every registered module at its registry kwargs and input shapes: export as the pipeline
+does (``tests.builders.export_module``), then compare with PyTorch run on the same GPU (TF32
+off in torch too) on the same standard-normal inputs:
+- an fp32 engine (TF32 off) within ``tolerances.TENSORRT["fp32"]`` (atol = rtol = 1e-3,
+  nrmse <= 1.4e-2),
 - an fp16 engine built strongly typed from ``attn_export.fp16.convert_to_fp16``'s graph
-  within ``tolerances.TENSORRT["fp16"]`` (atol 5e-2, rtol 2e-2, nrmse <= 4.5e-2); both are justified
-  where they are defined, in ``attn_export/backends/tensorrt.py``,
-- ONNX Runtime's CUDA provider within atol 5e-2, rtol 2e-2 and cosine >= 0.9999: the
-  provider allows TF32 by default (provider option ``use_tf32``) and ``OnnxRuntimeBackend``
-  passes no provider options. TF32 rounds only matmul/conv inputs to 11 significant bits
-  (fp32 storage and accumulation), so its error is at most fp16 storage's: fp16's
-  elementwise bounds, fp32's cosine floor.
+  within ``tolerances.TENSORRT["fp16"]`` (atol 5e-2, rtol 2e-2, nrmse <= 4.5e-2); both are
+  justified where they are defined, in ``attn_export/tolerances.py``,
+- ONNX Runtime's CUDA provider within atol 5e-2, rtol 2e-2 and nrmse <= 1.4e-2 (what a
+  cosine of 0.9999 allows): the provider allows TF32 by default (provider option
+  ``use_tf32``) and ``OnnxRuntimeBackend`` passes no provider options. TF32 rounds only
+  matmul/conv inputs to 11 significant bits (fp32 storage and accumulation), so its error is
+  at most fp16 storage's: fp16's elementwise bounds, fp32 TensorRT's nrmse bound.
 Parameters are redrawn at random (fan-in scaled) before export, so no branch hides behind
 a zero-initialised gate (CrissCross's gamma, SGE's and Shuffle Attention's scales) and a
 wrong engine errs by O(1).
 
-Dynamic shapes: graphs exported with symbolic dims (``torch.onnx.export(dynamic_axes=...)``)
+Dynamic shapes: graphs exported with symbolic dims (``export_module(dynamic_axes=...)``)
 build with an optimization profile and must match PyTorch, within the fp32 tolerances, at
 every shape run inside the profile (min, opt, max and one in between); a shape outside it
 is a one-line UsageError.
@@ -33,11 +34,8 @@ is a one-line UsageError.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import io
 import math
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +53,7 @@ from attn_export.backends.tensorrt import (
     FLAG_TF32_OFF,
     FLAG_WEAKLY_TYPED_FP16,
     BuiltEngine,
+    ShapeRange,
     TensorRTBackend,
     build_engine,
     tensorrt_unavailable_reason,
@@ -62,8 +61,10 @@ from attn_export.backends.tensorrt import (
 )
 from attn_export.compare import compare
 from attn_export.errors import UsageError, VerificationError
-from attn_export.onnx_export import SKIPPED_ONNXSIM_PASSES, export_to_onnx, input_names_for
-from attn_export.tolerances import TENSORRT, Tolerance
+from attn_export.fp16 import convert_to_fp16
+from attn_export.onnx_export import input_names_for
+from attn_export.tolerances import ORT_CUDA, TENSORRT, Tolerance
+from tests.builders import build_registered, export_module
 
 REASON = tensorrt_unavailable_reason()
 if REASON is not None and os.environ.get("ATTN_EXPORT_REQUIRE_GPU") == "1":
@@ -74,7 +75,6 @@ GPU_ONLY = [
     pytest.mark.skipif(REASON is not None, reason=f"TensorRT/CUDA unavailable: {REASON}"),
 ]
 ZOO = modules.list_modules()
-ORT_CUDA_TOLERANCE = (5e-2, 2e-2, 0.9999)  # (atol, rtol, min cosine); TF32, see the docstring
 SEED = 0
 
 
@@ -120,15 +120,6 @@ def assert_matches(
     assert check.passed, f"{case.name}: " + "; ".join(check.failures())
 
 
-def fp16_converter() -> Callable:
-    """``attn_export.fp16.convert_to_fp16``; skip only when that module does not exist."""
-    if importlib.util.find_spec("attn_export.fp16") is None:
-        pytest.skip("attn_export.fp16 does not exist in this checkout")
-    from attn_export.fp16 import convert_to_fp16
-
-    return convert_to_fp16
-
-
 @pytest.fixture(scope="session")
 def gpu_workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gpu")
@@ -151,26 +142,25 @@ def zoo_case(gpu_workdir, no_tf32) -> Callable[[str], ZooCase]:
 
     def prepare(name: str) -> ZooCase:
         if name not in cases:
-            spec = modules.get_spec(name)
-            torch.manual_seed(SEED)
-            module = spec.create().eval()
+            shapes = modules.get_spec(name).shapes
+            module = build_registered(name, SEED)
             randomize_parameters(module, SEED)
-            rng = np.random.default_rng(SEED)
-            arrays = [rng.standard_normal(shape, dtype=np.float32) for shape in spec.shapes]
-            names = input_names_for(len(arrays))
-            graph = export_to_onnx(module, tuple(torch.from_numpy(a) for a in arrays), names)
+            model = export_module(module, shapes)
             onnx_path = gpu_workdir / f"{name}.onnx"
-            onnx.save(graph.model, str(onnx_path))
+            onnx.save(model, str(onnx_path))
+            rng = np.random.default_rng(SEED)
+            arrays = [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
+            names = input_names_for(len(arrays))
             feeds = dict(zip(names, arrays, strict=True))
             reference = TorchBackend(module, names, device="cuda").run(feeds)
-            cases[name] = ZooCase(name, onnx_path, graph.model, feeds, reference)
+            cases[name] = ZooCase(name, onnx_path, model, feeds, reference)
         return cases[name]
 
     return prepare
 
 
 def fp16_graph(case: ZooCase, directory: Path) -> Path:
-    result = fp16_converter()(case.model, case.feeds)
+    result = convert_to_fp16(case.model, case.feeds)
     path = directory / f"{case.name}.fp16.onnx"
     onnx.save(result.model, str(path))
     return path
@@ -222,7 +212,7 @@ class TestZooOnGpu:
         backend = OnnxRuntimeBackend(str(case.onnx_path), provider="CUDAExecutionProvider")
         # ONNX Runtime falls back to CPU when the CUDA provider fails to load: insist it did not.
         assert backend.session.get_providers()[0] == "CUDAExecutionProvider"
-        assert_matches(backend.name, case, backend.run(case.feeds), *ORT_CUDA_TOLERANCE)
+        assert_matches(backend.name, case, backend.run(case.feeds), ORT_CUDA)
 
 
 class TestEngineBuildOnGpu:
@@ -308,8 +298,6 @@ class TestEngineBuildOnGpu:
 
 # ----------------------------------------------------------------------------- dynamic shapes
 
-ShapeRange = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-
 
 @dataclass
 class DynamicCase:
@@ -319,36 +307,6 @@ class DynamicCase:
     input_names: list[str]
 
 
-def export_dynamic(
-    module: torch.nn.Module, shapes: Sequence[tuple[int, ...]], axes: Mapping[int, str]
-) -> bytes:
-    """The TorchScript export with ``axes`` of every input symbolic, then onnxsim (as the
-    pipeline simplifies), serialized."""
-    import onnxsim
-
-    names = input_names_for(len(shapes))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            tuple(torch.randn(*s) for s in shapes),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=names,
-            output_names=["output"],
-            dynamic_axes={**{n: dict(axes) for n in names}, "output": {0: axes[0]}},
-        )
-    model, ok = onnxsim.simplify(
-        onnx.load_from_string(buffer.getvalue()),
-        skipped_optimizers=SKIPPED_ONNXSIM_PASSES,
-        certify=False,
-    )
-    assert ok, "onnxsim could not validate the dynamic graph"
-    return model.SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def dynamic_case(
     no_tf32,
@@ -356,10 +314,9 @@ def dynamic_case(
     def prepare(
         name: str, export_shapes: Sequence[tuple[int, ...]], axes: Mapping[int, str]
     ) -> DynamicCase:
-        torch.manual_seed(SEED)
-        module = modules.get_spec(name).create().eval()
+        module = build_registered(name, SEED)
         randomize_parameters(module, SEED)
-        data = export_dynamic(module, export_shapes, axes)
+        data = export_module(module, export_shapes, dynamic_axes=axes).SerializeToString()
         return DynamicCase(name, data, module.cuda(), input_names_for(len(export_shapes)))
 
     return prepare

@@ -37,7 +37,8 @@ def test_exports_clean_and_matches_onnxruntime(name, tmp_path):
     )
 
     model = onnx.load(str(result.onnx_path))
-    # Only default-domain ops that TensorRT's parser supports (no com.microsoft fusions, no DFT/Col2Im).
+    # Only default-domain ops that TensorRT's parser supports (no com.microsoft fusions, no
+    # DFT/Col2Im).
     foreign = sorted(
         {f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")}
     )
@@ -64,7 +65,8 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "index.json").read_text(
 
 @pytest.mark.parametrize("name", modules.list_modules())
 def test_exports_with_its_dynamic_axes_and_matches_at_every_profile_corner(name, tmp_path):
-    """At the golden set's (smaller, batch 2) arguments and shapes: other sizes than the defaults, and fast."""
+    """At the golden set's (smaller, batch 2) arguments and shapes: other sizes than the
+    defaults, and fast."""
     spec = modules.get_spec(name)
     entry = GOLDEN[name]
     options = ExportOptions(

@@ -1,8 +1,8 @@
 """Golden parity: our modules, loaded with the reference modules' weights, give their outputs.
 
-The vectors in ``tests/golden`` were made by running the reference implementations (see
-``tests/golden/README.md``). Tolerance: atol 1e-4, rtol 1e-4, the same fp32 bound the
-golden set was published with; the reference ops and ours differ only in summation order.
+The vectors in ``tests/zoo/golden`` were made by running the reference implementations (see
+``tests/zoo/golden/README.md``). Tolerance: ``attn_export.tolerances.GOLDEN``, the fp32 bound
+the golden set was published with; the reference ops and ours differ only in summation order.
 """
 
 from __future__ import annotations

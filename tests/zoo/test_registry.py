@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +52,15 @@ def test_every_spec_is_complete(name):
     assert spec.shapes and all(all(d > 0 for d in s) for s in spec.shapes)
     doc = __import__(spec.cls.__module__, fromlist=["_"]).__doc__ or ""
     assert spec.url in doc, f"{spec.cls.__module__} docstring should cite {spec.url}"
+
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("name", modules.list_modules())
+def test_one_name_per_module(name):
+    """File = registry name = golden file = test id: a module is found from its name alone."""
+    spec = modules.get_spec(name)
+    defined_in = Path(inspect.getfile(spec.cls))
+    assert defined_in.stem == name, f"{spec.class_name} is registered as {name!r} in {defined_in}"
+    assert (GOLDEN_DIR / f"{name}.npz").is_file(), f"no golden vectors tests/zoo/golden/{name}.npz"

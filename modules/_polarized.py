@@ -1,6 +1,8 @@
-"""Polarized Self-Attention: Towards High-quality Pixel-wise Regression.
+"""The channel-only and spatial-only gates of Polarized Self-Attention, which the
+``polarized_parallel`` and ``polarized_sequential`` blocks combine.
 
-Liu et al., 2021, https://arxiv.org/abs/2107.00782
+Liu et al., "Polarized Self-Attention: Towards High-quality Pixel-wise Regression", 2021,
+https://arxiv.org/abs/2107.00782
 
 Channel-only branch: a 1-channel query, softmax over the H*W positions, pools the C/2
 value channels into one descriptor; a 1x1 conv back to C, LayerNorm and sigmoid give a
@@ -25,14 +27,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._registry import register_module
+from ._layers import bias_of
+
+PAPER = "Polarized Self-Attention: Towards High-quality Pixel-wise Regression"
+URL = "https://arxiv.org/abs/2107.00782"
+DYNAMIC = ("batch", "height", "width")
 
 
 def _w(conv: nn.Conv2d) -> torch.Tensor:
     return conv.weight.flatten(1)  # 1x1 conv weight (C_out, C_in, 1, 1) -> (C_out, C_in)
 
 
-class _PolarizedBase(nn.Module):
+class PolarizedGates(nn.Module):
     def __init__(self, channel: int = 512) -> None:
         super().__init__()
         self.ch_wv = nn.Conv2d(channel, channel // 2, kernel_size=(1, 1))
@@ -48,7 +54,7 @@ class _PolarizedBase(nn.Module):
     def channel_weight(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel gate, (B, C, N) -> (B, C, 1)."""
         b, c, n = x.shape
-        q = torch.matmul(_w(self.ch_wq), x) + self.ch_wq.bias  # (B, 1, N)
+        q = torch.matmul(_w(self.ch_wq), x) + bias_of(self.ch_wq)  # (B, 1, N)
         q = torch.softmax(q, dim=-1).reshape(b, n, 1)  # softmax over positions
         pooled = torch.matmul(x, q).reshape(b, 1, c)  # (B, C, N) @ (B, N, 1) -> (B, 1, C)
         z = F.linear(pooled, _w(self.ch_wv), self.ch_wv.bias)  # (B, 1, C/2)
@@ -61,38 +67,5 @@ class _PolarizedBase(nn.Module):
         q = torch.softmax(q, dim=-1).unsqueeze(1)  # (B, 1, C/2): softmax over channels
         # q @ (Wv x + bv) = (q @ Wv) @ x + q . bv
         qw = torch.matmul(q, _w(self.sp_wv))  # (B, 1, C)
-        qb = torch.matmul(q, self.sp_wv.bias.unsqueeze(-1))  # (B, 1, 1)
+        qb = torch.matmul(q, bias_of(self.sp_wv).unsqueeze(-1))  # (B, 1, 1)
         return torch.sigmoid(torch.matmul(qw, x) + qb)  # (B, 1, N)
-
-
-@register_module(
-    "polarized_parallel",
-    kwargs=dict(channel=512),
-    shapes=[(1, 512, 7, 7)],
-    paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression",
-    url="https://arxiv.org/abs/2107.00782",
-    dynamic=("batch", "height", "width"),
-)
-class ParallelPolarizedSelfAttention(_PolarizedBase):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        xf = x.reshape(b, c, h * w)  # (B, C, H, W) -> (B, C, HW)
-        out = xf * (self.channel_weight(xf) + self.spatial_weight(xf))
-        return out.reshape(b, c, h, w)
-
-
-@register_module(
-    "polarized_sequential",
-    kwargs=dict(channel=512),
-    shapes=[(1, 512, 7, 7)],
-    paper="Polarized Self-Attention: Towards High-quality Pixel-wise Regression",
-    url="https://arxiv.org/abs/2107.00782",
-    dynamic=("batch", "height", "width"),
-)
-class SequentialPolarizedSelfAttention(_PolarizedBase):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        xf = x.reshape(b, c, h * w)  # (B, C, H, W) -> (B, C, HW)
-        out = xf * self.channel_weight(xf)
-        out = out * self.spatial_weight(out)
-        return out.reshape(b, c, h, w)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._attention import init_small_linear
 from ._registry import register_module
 
 
@@ -46,10 +47,7 @@ class AFT_FULL(nn.Module):
         self.d_model = d_model
         self.n = n
         self.sigmoid = nn.Sigmoid()
-        # Same initialisation as the reference.
-        for fc in (self.fc_q, self.fc_k, self.fc_v):
-            nn.init.normal_(fc.weight, std=0.001)
-            nn.init.zeros_(fc.bias)
+        init_small_linear(self.fc_q, self.fc_k, self.fc_v)  # as the reference
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         d = input.shape[2]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._attention import init_small_linear
 from ._registry import register_module
 
 
@@ -32,9 +33,7 @@ class ExternalAttention(nn.Module):
         self.mk = nn.Linear(d_model, S, bias=False)
         self.mv = nn.Linear(S, d_model, bias=False)
         self.softmax = nn.Softmax(dim=1)
-        # Same initialisation as the reference (small normal weights).
-        nn.init.normal_(self.mk.weight, std=0.001)
-        nn.init.normal_(self.mv.weight, std=0.001)
+        init_small_linear(self.mk, self.mv)  # as the reference
 
     def forward(self, queries: torch.Tensor) -> torch.Tensor:
         attn = self.softmax(self.mk(queries))  # (B, N, C) -> (B, N, S), normalised over N
