@@ -18,6 +18,7 @@ import torch
 from attn_export import modules
 from attn_export.backends.base import ort_session
 from attn_export.onnx_export import export_to_onnx, input_names_for
+from attn_export.tolerances import Tolerance
 
 Shapes = Sequence[Sequence[int]]
 
@@ -78,15 +79,15 @@ def assert_file_matches(
     forward: Callable[[torch.Tensor], torch.Tensor],
     shape: Sequence[int],
     seed: int,
-    tol: float,
+    tol: Tolerance,
 ) -> None:
     """The one-input, one-output graph at ``path`` gives ``forward``'s output on a standard
-    normal draw from numpy's ``seed`` (allclose with atol = rtol = ``tol``)."""
+    normal draw from numpy's ``seed`` (allclose with ``tol``'s atol and rtol)."""
     x = np.random.default_rng(seed).standard_normal(tuple(shape), dtype=np.float32)
     (got,) = ort_outputs(path, {"input": x})
     with torch.no_grad():
         expected = forward(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, expected, atol=tol, rtol=tol)
+    np.testing.assert_allclose(got, expected, atol=tol.atol, rtol=tol.rtol)
 
 
 def input_dims(model: onnx.ModelProto | Path) -> dict[str, list[int | str]]:

@@ -29,11 +29,8 @@ from attn_export.onnx_export import (
     export_to_onnx,
     input_names_for,
 )
-from attn_export.tolerances import FP32, Tolerance
+from attn_export.tolerances import FP32_SMALL, Tolerance, fp32_tolerance
 from tests.builders import build_registered, input_dims, ort_outputs
-
-SMALL_TOL = 1e-5
-ZOO_TOL = 1e-4
 
 
 class SpatialAttention(nn.Module):
@@ -116,7 +113,7 @@ def assert_matches_torch(
     graph: ExportedGraph,
     module: nn.Module,
     shapes: Sequence[tuple[int, ...]],
-    tol: tuple[float, float],
+    tol: Tolerance,
     seed: int,
 ) -> None:
     """allclose per element, and the scale-free nrmse bound (a zero or constant graph fails even
@@ -127,7 +124,7 @@ def assert_matches_torch(
         expected = flat_outputs(module(*inputs))
     feeds = {n: t.numpy() for n, t in zip(input_names_for(len(shapes)), inputs)}
     actual = ort_outputs(graph.model, feeds)
-    check = compare("onnxruntime", expected, actual, Tolerance(*tol, max_nrmse=FP32.max_nrmse))
+    check = compare("onnxruntime", expected, actual, tol)
     assert check.passed, "; ".join(check.failures())
 
 
@@ -139,7 +136,7 @@ def test_each_exporter_matches_torch_on_onnxruntime(exporter):
     assert graph.exporter == exporter and graph.fallback == ""
     assert {n.domain for n in graph.model.graph.node} <= {""} and not graph.model.functions
     assert input_dims(graph.model) == {"input": [2, 8, 5, 6]}
-    assert_matches_torch(graph, module, [(2, 8, 5, 6)], (SMALL_TOL, SMALL_TOL), seed=1)
+    assert_matches_torch(graph, module, [(2, 8, 5, 6)], FP32_SMALL, seed=1)
 
 
 def test_auto_falls_back_to_dynamo_quietly_on_pad_then_unfold(capfd):
@@ -150,7 +147,7 @@ def test_auto_falls_back_to_dynamo_quietly_on_pad_then_unfold(capfd):
     assert graph.exporter == "dynamo"
     assert "aten::unfold" in graph.fallback and "input size not accessible" in graph.fallback
     assert source_line(HaloWindows, "padded.unfold") in graph.fallback
-    assert_matches_torch(graph, HaloWindows(), [(1, 4, 12, 12)], (SMALL_TOL, SMALL_TOL), seed=2)
+    assert_matches_torch(graph, HaloWindows(), [(1, 4, 12, 12)], FP32_SMALL, seed=2)
 
 
 def test_torchscript_failure_is_one_quiet_line_naming_operator_and_source(capfd):
@@ -218,7 +215,7 @@ def test_dynamic_axes_are_named_symbols_and_run_at_other_sizes(exporter):
     assert graph.exporter == exporter
     assert input_dims(graph.model) == {"input": ["batch", 8, "height", 6]}
     for seed, shape in enumerate([(1, 8, 5, 6), (3, 8, 5, 6), (3, 8, 9, 6)]):
-        assert_matches_torch(graph, module, [shape], (SMALL_TOL, SMALL_TOL), seed=seed)
+        assert_matches_torch(graph, module, [shape], FP32_SMALL, seed=seed)
 
 
 def default_opset(graph: ExportedGraph) -> int:
@@ -243,11 +240,7 @@ def test_zoo_module_exports_with_dynamo_and_matches_torch(name):
     names = input_names_for(len(spec.shapes))
     graph = export_to_onnx(module, example, names, exporter="dynamo")
     assert graph.exporter == "dynamo"
-    tol = (
-        spec.atol if spec.atol is not None else ZOO_TOL,
-        spec.rtol if spec.rtol is not None else ZOO_TOL,
-    )
-    assert_matches_torch(graph, module, spec.shapes, tol, seed=1)
+    assert_matches_torch(graph, module, spec.shapes, fp32_tolerance(spec.atol, spec.rtol), seed=1)
 
 
 def test_unsimplified_dynamo_graph_is_as_clean_as_torchscripts(monkeypatch):
@@ -268,4 +261,4 @@ def test_dynamo_keeps_a_divisible_dim_symbolic_and_says_what_it_assumes():
     assert input_dims(graph.model) == {"input": ["batch", 3, "height", 5]}
     assert any("height = 2*_height" in w for w in graph.warnings)
     for seed, shape in enumerate([(1, 3, 4, 5), (3, 3, 10, 5)]):
-        assert_matches_torch(graph, PairsOfRows(), [shape], (SMALL_TOL, SMALL_TOL), seed=seed)
+        assert_matches_torch(graph, PairsOfRows(), [shape], FP32_SMALL, seed=seed)
