@@ -112,20 +112,14 @@ class _EngineIdentity:
         build_seconds: float,
         timing_cache: Path | None,
     ) -> EngineInfo:
+        identity = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return EngineInfo(
+            **identity,
             engine_sha256=hashlib.sha256(engine).hexdigest(),
-            onnx_sha256=self.onnx_sha256,
-            trt_version=self.trt_version,
-            gpu_name=self.gpu_name,
-            compute_capability=self.compute_capability,
-            precision=self.precision,
-            flags=self.flags,
-            workspace_bytes=self.workspace_bytes,
             cache_key=cache_key,
             cache_hit=cache_hit,
             build_seconds=build_seconds,
             timing_cache=str(timing_cache) if timing_cache else None,
-            profile=self.profile,
         )
 
 
