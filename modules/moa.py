@@ -11,7 +11,7 @@ position bias over the window grid. Output: one vector per window, ``(B, (H/ws)*
 Class name, keywords and ``state_dict`` keys as External-Attention-pytorch's
 ``MOATransformer.py`` (``GlobalAttention``).
 
-Differences from the reference (see ``tests/golden/index.json``, note for ``moa``), which
+Differences from the reference (see ``tests/zoo/golden/index.json``, note for ``moa``), which
 scrambles its layouts: it reads the (B, H*W, C) tokens with ``reshape(-1, C, H, W)``
 instead of a transpose, turns the query patches (``b (p1 p2 c) h w``) and the key patches
 (``nn.Unfold``'s ``b (c k k) L``) into tokens with ``.view`` instead of a transpose, and
