@@ -483,11 +483,9 @@ def _bench_parser() -> _Parser:
 
 
 def cmd_bench(argv: Sequence[str]) -> int:
-    from .bench import BenchOptions, bench_command, check_selection
+    from .bench import BenchOptions, bench_command
 
     args = _bench_parser().parse_args(argv)
-    per_module = bool(args.shape or args.assignments or args.weights is not None)
-    check_selection(args.names, args.all, per_module)
     options = BenchOptions(
         names=args.names,
         all_modules=args.all,

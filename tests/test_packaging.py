@@ -3,12 +3,11 @@ the zoo maps from ``modules/`` to ``attn_export.modules``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.conftest import ROOT
+
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pyproject_lists_every_package():

@@ -18,7 +18,7 @@ from .plot import require_matplotlib
 from .profile import describe_profile
 from .run import BenchOptions, bench_command, run_bench
 from .sweep import SWEEP_SIDES, SWEEP_TOKENS, sweep_module
-from .targets import BenchTarget, build_target, check_selection
+from .targets import BenchTarget, build_target
 
 __all__ = [
     "SWEEP_SIDES",
@@ -29,7 +29,6 @@ __all__ = [
     "bench_command",
     "bench_module",
     "build_target",
-    "check_selection",
     "describe_profile",
     "flop_growth",
     "require_matplotlib",

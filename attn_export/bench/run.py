@@ -22,7 +22,7 @@ from .measure import (
 from .plot import plot, require_matplotlib
 from .profile import describe_profile
 from .sweep import SweepEntry, describe_sweep, sweep_module
-from .targets import BenchTarget, as_target, build_target
+from .targets import BenchTarget, as_target, build_target, check_selection
 
 # Table columns, in characters: wide enough for the zoo's names and for times up to 99 s.
 NAME_COLUMN = 28
@@ -51,10 +51,13 @@ class BenchOptions:
 
 
 def bench_command(options: BenchOptions) -> None:
-    """Check the output files and the named targets before the long run, then run it."""
+    """Check the selection, the output files and the named targets before the long run, then
+    run it."""
     from .. import modules
     from ..options import check_output_file
 
+    per_module = bool(options.shapes or options.kwargs or options.weights is not None)
+    check_selection(options.names, options.all_modules, per_module)
     if options.json_path:
         check_output_file(options.json_path, "--json")
     if options.plot_path:

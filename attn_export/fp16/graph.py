@@ -6,18 +6,16 @@ import copy
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from ..errors import UsageError
+from ..weightless import weightless_copy
 from .numerics import relative_error
 
 FLOAT = TensorProto.FLOAT
 FLOAT16 = TensorProto.FLOAT16
 FP16_MAX = 65504.0  # the largest finite float16
 FP16_UNIT_ROUNDOFF = 2.0**-11  # relative error of one rounding to float16
-# Initializers up to this many elements keep their values for shape inference: shape operands
-# (Reshape targets, Resize sizes) are that small, weights are larger.
-SHAPE_OPERAND_MAX_ELEMENTS = 64
 
 # Whose float output type comes from an attribute we would have to rewrite; rare in our graphs.
 ALWAYS_FP32_OPS = frozenset(
@@ -232,40 +230,17 @@ def _float_constant_value(node: onnx.NodeProto) -> np.ndarray | None:
 def elem_types(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     """Element type of every tensor, by shape inference on the graph without its weight data.
 
-    Initializers become typed graph inputs in the copy that is inferred, so megabytes of
-    weights are not serialised for it. Strict: our graphs are fully typed.
+    Types come from inference alone (the graph's value_info is left out). Strict: our graphs
+    are fully typed.
     """
-    graph = model.graph
-    initializer_names = {i.name for i in graph.initializer}
-    # Small initializers keep their values: shape operands (Resize's empty scales beside its
-    # sizes, Reshape targets) are read by shape inference, and an empty one turned into an
-    # input makes Resize's inference fail.
-    small = [i for i in graph.initializer if _elements(i) <= SHAPE_OPERAND_MAX_ELEMENTS]
-    large = [i for i in graph.initializer if _elements(i) > SHAPE_OPERAND_MAX_ELEMENTS]
-    skeleton = helper.make_graph(
-        list(graph.node),
-        graph.name,
-        [v for v in graph.input if v.name not in initializer_names]
-        + [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in large],
-        list(graph.output),
-        initializer=small,
+    inferred = onnx.shape_inference.infer_shapes(
+        weightless_copy(model, declared_shapes=False), strict_mode=strict
     )
-    skeleton_model = helper.make_model(
-        skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version
-    )
-    inferred = onnx.shape_inference.infer_shapes(skeleton_model, strict_mode=strict)
     types = declared_types(inferred)
     missing = [o for n in inferred.graph.node for o in n.output if o and not types.get(o)]
     if missing:
         raise UsageError(f"shape inference left tensor types unknown: {', '.join(missing[:5])}")
     return types
-
-
-def _elements(initializer: onnx.TensorProto) -> int:
-    count = 1
-    for dim in initializer.dims:
-        count *= dim
-    return count
 
 
 def declared_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -3,13 +3,10 @@ them: a size, a symbol (``dim_param``) or unknown."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import helper
 
+from ..weightless import weightless_copy
 from .report import DynamicDim
-
-SHAPE_INFERENCE_MAX_KEPT_ELEMENTS = 64  # larger initializers are weights, not shape operands
 
 Dim = int | str | None  # a size, a symbol (dim_param) or unknown
 
@@ -35,38 +32,9 @@ def graph_input_dims(graph: onnx.GraphProto) -> dict[str, tuple[Dim, ...] | None
     return {i.name: dims_of(i) for i in graph.input if i.name not in initializers}
 
 
-def light_model(proto: onnx.ModelProto, declared_shapes: bool = True) -> onnx.ModelProto:
-    """The main graph without the weights' payloads, for ONNX shape inference.
-
-    Inference needs only the weights' types and dims (small initializers, which may hold
-    Reshape targets, are kept), and the weights can be slow to serialize or beyond
-    protobuf's 2 GB limit. ``declared_shapes=False`` drops the exporter's value_info and the
-    outputs' declared shapes, so every shape comes from inference alone.
-    """
-    graph = proto.graph
-    light = onnx.ModelProto(ir_version=proto.ir_version, opset_import=proto.opset_import)
-    light.graph.node.extend(graph.node)
-    light.graph.input.extend(graph.input)
-    light.graph.output.extend(graph.output)
-    if declared_shapes:
-        light.graph.value_info.extend(graph.value_info)
-    else:
-        for output in light.graph.output:
-            output.type.tensor_type.ClearField("shape")
-    declared = {i.name for i in graph.input}
-    for init in graph.initializer:
-        if int(np.prod(init.dims)) <= SHAPE_INFERENCE_MAX_KEPT_ELEMENTS:
-            light.graph.initializer.append(init)
-        elif init.name not in declared:
-            light.graph.input.append(
-                helper.make_tensor_value_info(init.name, init.data_type, init.dims)
-            )
-    return light
-
-
 def inferred_value_info(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """Types and shapes ONNX shape inference finds for the main graph's tensors."""
-    inferred = onnx.shape_inference.infer_shapes(light_model(proto), strict_mode=False)
+    inferred = onnx.shape_inference.infer_shapes(weightless_copy(proto), strict_mode=False)
     return list(inferred.graph.value_info)
 
 
@@ -75,7 +43,7 @@ def inferred_shapes(
 ) -> dict[str, tuple[Dim, ...]]:
     """Every tensor's shape from ONNX inference alone, symbols propagated (data_prop);
     ``fixed`` first sets those input dims to a size."""
-    light = light_model(proto, declared_shapes=False)
+    light = weightless_copy(proto, declared_shapes=False)
     for dim, size in (fixed or {}).items():
         info = next(i for i in light.graph.input if i.name == dim.input)
         info.type.tensor_type.shape.dim[dim.dim].dim_value = size

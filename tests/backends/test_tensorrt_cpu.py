@@ -43,8 +43,8 @@ from attn_export.backends.tensorrt import (
 )
 from attn_export.errors import EnvironmentMissingError, UsageError
 from attn_export.trt_check import graph_input_dims
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 REASON = tensorrt_unavailable_reason()
 
 
